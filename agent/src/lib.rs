@@ -1,0 +1,10 @@
+//! erlmcp-dr agent: probes one erlmcp host, reports to the controller over one mTLS gRPC stream,
+//! serves `/primary`, `/replica`, `/health`, `/metrics`, and executes the actions its own config
+//! enables.
+
+pub mod commands;
+pub mod config;
+pub mod http_server;
+pub mod probe;
+pub mod session;
+pub mod state;

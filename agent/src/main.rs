@@ -1,0 +1,195 @@
+//! `dr-agent`: runs on every erlmcp host.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use dr_agent::config::AgentConfig;
+use dr_agent::http_server::{self, HttpState};
+use dr_agent::probe::Prober;
+use dr_agent::session::Session;
+use dr_agent::state::AgentState;
+use dr_proto::identity::Identity;
+use dr_proto::tls::TlsMaterial;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "dr-agent", version, about = "erlmcp-dr agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: probe, report, serve /primary /replica /health /metrics.
+    Run(ConfigArgs),
+    /// Load and check the config (and its TLS files), then exit: 0 good, 2 bad.
+    CheckConfig(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Config file (TOML); see deploy/agent.example.toml.
+    #[arg(long, env = "DR_AGENT_CONFIG")]
+    config: PathBuf,
+    /// Talk plaintext gRPC without certificates. Development only.
+    #[arg(long)]
+    insecure_dev: bool,
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn load(args: &ConfigArgs) -> Result<(AgentConfig, Option<TlsMaterial>), String> {
+    let config = AgentConfig::load(&args.config, args.insecure_dev).map_err(|e| e.to_string())?;
+    let tls = match &config.tls {
+        Some(paths) => {
+            let tls = TlsMaterial::load(paths)
+                .map_err(|e| format!("config {}: {e}", args.config.display()))?;
+            if tls.identity != Identity::Agent(config.host.clone()) {
+                return Err(format!(
+                    "config {}: key `tls.cert`: certificate is for {} but host = \"{}\"; use the agent:{} certificate",
+                    args.config.display(),
+                    tls.identity,
+                    config.host,
+                    config.host
+                ));
+            }
+            Some(tls)
+        }
+        None => None,
+    };
+    Ok((config, tls))
+}
+
+fn main() -> ExitCode {
+    dr_proto::install_crypto_provider();
+    let cli = Cli::parse();
+    let (args, run) = match &cli.command {
+        Command::Run(a) => (a, true),
+        Command::CheckConfig(a) => (a, false),
+    };
+    let (config, tls) = match load(args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("dr-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !run {
+        println!("config {} is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dr-agent: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run_agent(config, tls)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dr-agent: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let state = Arc::new(AgentState::open(&config.state_dir)?);
+    let shutdown = CancellationToken::new();
+
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (config key `http_listen`): {e}", config.http_listen))?;
+
+    let (report_tx, report_rx) = watch::channel(None);
+    let prober = {
+        let config = config.clone();
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut prober = Prober::new(config.clone());
+            let mut tick = tokio::time::interval(config.report_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let report = prober.round().await;
+                state.set_last_report(report.clone());
+                let _ = report_tx.send(Some(report));
+            }
+        })
+    };
+    let session = tokio::spawn(
+        Session {
+            config: config.clone(),
+            tls,
+            state: state.clone(),
+            reports: report_rx,
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
+    let http = {
+        let shutdown = shutdown.clone();
+        let router = http_server::router(HttpState {
+            config: config.clone(),
+            state: state.clone(),
+        });
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        })
+    };
+    tracing::info!(host = %config.host, group = %config.group, http = %config.http_listen, controllers = ?config.controllers, "agent started");
+
+    wait_for_signal().await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        let _ = prober.await;
+        let _ = session.await;
+        let _ = http.await;
+    })
+    .await;
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! erlmcp-dr controller.
+//!
+//! - [`state`]: desired state and its single `apply(command)` entry point, persisted in redb.
+//! - [`observed`]: what agents last reported (memory only).
+//! - [`classify`]: report → green/yellow/red with the runbook's thresholds (pure).
+//! - [`status`]: the status view shown by drctl, the API and the dashboard (pure).
+//! - [`service`]: the runtime and gRPC services; [`http`]: dashboard, JSON API, `/metrics`.
+
+pub mod classify;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod observed;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod status;

@@ -1,0 +1,140 @@
+//! `dr-controller`: decides failover, keeps cluster state, serves agents and drctl.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use dr_controller::config::ControllerConfig;
+use dr_controller::service::Controller;
+use dr_proto::tls::TlsMaterial;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "dr-controller", version, about = "erlmcp-dr controller")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller.
+    Run(ConfigArgs),
+    /// Load and check the config (and its TLS files), then exit: 0 good, 2 bad.
+    CheckConfig(ConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// Config file (TOML); see deploy/controller.example.toml.
+    #[arg(long, env = "DR_CONTROLLER_CONFIG")]
+    config: PathBuf,
+    /// Serve plaintext gRPC without certificates. Development only: anyone who can reach the
+    /// port can then act as any agent or operator.
+    #[arg(long)]
+    insecure_dev: bool,
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Config and TLS problems: one line, exit code 2.
+fn load(args: &ConfigArgs) -> Result<(ControllerConfig, Option<TlsMaterial>), String> {
+    let config = ControllerConfig::load(&args.config, args.insecure_dev).map_err(|e| e.to_string())?;
+    let tls = match &config.tls {
+        Some(paths) => {
+            let tls = TlsMaterial::load(paths)
+                .map_err(|e| format!("config {}: {e}", args.config.display()))?;
+            if !matches!(tls.identity, dr_proto::identity::Identity::Controller(_)) {
+                return Err(format!(
+                    "config {}: key `tls.cert`: certificate is for {}, a controller needs a controller:NAME certificate",
+                    args.config.display(),
+                    tls.identity
+                ));
+            }
+            Some(tls)
+        }
+        None => None,
+    };
+    Ok((config, tls))
+}
+
+fn main() -> ExitCode {
+    dr_proto::install_crypto_provider();
+    let cli = Cli::parse();
+    let (args, run) = match &cli.command {
+        Command::Run(a) => (a, true),
+        Command::CheckConfig(a) => (a, false),
+    };
+    let (config, tls) = match load(args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("dr-controller: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !run {
+        println!("config {} is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing();
+    if args.insecure_dev {
+        tracing::warn!("--insecure-dev: plaintext gRPC, no authentication; never use this in production");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dr-controller: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run_controller(config, tls, args.insecure_dev)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dr-controller: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_controller(
+    config: ControllerConfig,
+    tls: Option<TlsMaterial>,
+    insecure_dev: bool,
+) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let ctl = Arc::new(Controller::open(config, insecure_dev, shutdown.clone())?);
+    tokio::spawn(wait_for_signal(shutdown));
+    dr_controller::server::serve(ctl, tls).await?;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}

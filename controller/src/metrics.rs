@@ -1,0 +1,151 @@
+//! Prometheus text exposition of the controller's view. Per member (labels `group`, `host`) it
+//! exports the runbook's alert metrics under their erlmcp names, so the runbook's ALERT
+//! INTERPRETATION table becomes alert rules without renaming.
+
+use std::fmt::Write;
+
+use dr_proto::domain::{ProcessState, Role, StatusView};
+
+/// Escape a label value per the exposition format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let _ = write!(self.out, "{name}");
+        if !labels.is_empty() {
+            let parts: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+                .collect();
+            let _ = write!(self.out, "{{{}}}", parts.join(","));
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// Facts about the controller process itself.
+#[derive(Clone, Debug, Default)]
+pub struct ControllerFacts {
+    pub sessions_opened_total: u64,
+    pub last_applied: u64,
+}
+
+pub fn render(view: &StatusView, facts: &ControllerFacts) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+
+    f.header("erlmcp_dr_group_epoch", "gauge", "Current epoch of the group (increases at every change of primary).");
+    for g in &view.groups {
+        f.sample("erlmcp_dr_group_epoch", &[("group", g.name.as_str())], g.epoch.0 as f64);
+    }
+    f.header("erlmcp_dr_group_paused", "gauge", "1 when the group is paused (maintenance: no automatic action).");
+    for g in &view.groups {
+        let paused = matches!(g.mode, dr_proto::domain::Mode::Paused);
+        f.sample("erlmcp_dr_group_paused", &[("group", g.name.as_str())], f64::from(u8::from(paused)));
+    }
+
+    type Getter = fn(&dr_proto::domain::MemberView) -> Option<f64>;
+    let per_member: [(&str, &str, &str, Getter); 7] = [
+        ("erlmcp_dr_member_health", "gauge", "Member health: 0 green, 1 yellow, 2 red, 3 unknown.", |m| Some(f64::from(m.health.as_gauge()))),
+        ("erlmcp_dr_member_is_primary", "gauge", "1 for the group's primary.", |m| Some(f64::from(u8::from(m.role == Role::Primary)))),
+        ("erlmcp_dr_member_connected", "gauge", "1 while the member's agent has a live session.", |m| Some(f64::from(u8::from(m.connected)))),
+        ("erlmcp_dr_member_last_seen_seconds", "gauge", "Seconds since the agent was last heard.", |m| m.last_seen_ms.map(|ms| ms as f64 / 1000.0)),
+        ("erlmcp_process_health", "gauge", "1 if the erlmcp process is running, 0 if it crashed (runbook: restart process).", |m| {
+            let p = m.last_report.as_ref()?.process.as_ref()?;
+            Some(f64::from(u8::from(p.state == ProcessState::Running)))
+        }),
+        ("erlmcp_memory_bytes", "gauge", "erlmcp memory as scraped from the service (runbook: > 2GB memory leak).", |m| service_metric(m, |s| s.memory_bytes)),
+        ("erlmcp_queue_depth", "gauge", "erlmcp message queue depth (runbook: > 1000 system overloaded).", |m| service_metric(m, |s| s.queue_depth)),
+    ];
+    let more: [(&str, &str, &str, Getter); 2] = [
+        ("erlmcp_error_rate", "gauge", "erlmcp error ratio (runbook: > 0.05 investigate).", |m| service_metric(m, |s| s.error_rate)),
+        ("erlmcp_connections", "gauge", "erlmcp open connections (runbook: > 10000 may need scaling).", |m| service_metric(m, |s| s.connections)),
+    ];
+    for (name, kind, help, get) in per_member.iter().chain(more.iter()) {
+        f.header(name, kind, help);
+        for g in &view.groups {
+            for m in &g.members {
+                if let Some(v) = get(m) {
+                    f.sample(name, &[("group", g.name.as_str()), ("host", m.host.as_str())], v);
+                }
+            }
+        }
+    }
+
+    f.header("erlmcp_dr_agent_sessions_opened_total", "counter", "Agent sessions opened since the controller started.");
+    f.sample("erlmcp_dr_agent_sessions_opened_total", &[], facts.sessions_opened_total as f64);
+    f.header("erlmcp_dr_state_last_applied", "gauge", "Index of the last state change applied.");
+    f.sample("erlmcp_dr_state_last_applied", &[], facts.last_applied as f64);
+    out
+}
+
+fn service_metric(
+    m: &dr_proto::domain::MemberView,
+    pick: impl Fn(&dr_proto::domain::ServiceMetrics) -> Option<f64>,
+) -> Option<f64> {
+    let probe = m.last_report.as_ref()?.metrics.as_ref()?;
+    probe.result.as_ref().ok().and_then(pick)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dr_proto::domain::*;
+
+    #[test]
+    fn renders_runbook_metric_names_with_labels() {
+        let view = StatusView {
+            controller_id: "c1".into(),
+            leader: true,
+            generated_at_unix_ms: 0,
+            groups: vec![GroupView {
+                name: GroupName::new("g").unwrap(),
+                epoch: Epoch(3),
+                primary: Some(HostName::new("a").unwrap()),
+                mode: Mode::Automatic,
+                members: vec![MemberView {
+                    host: HostName::new("a").unwrap(),
+                    role: Role::Primary,
+                    health: Health::Red,
+                    reasons: vec![],
+                    last_seen_ms: Some(250),
+                    lease_remaining_ms: None,
+                    connected: true,
+                    agent_version: "x".into(),
+                    last_report: Some(HealthReport {
+                        process: Some(ProcessProbe {
+                            state: ProcessState::NotRunning,
+                            pid: None,
+                            detail: String::new(),
+                        }),
+                        metrics: Some(MetricsProbe {
+                            result: Ok(ServiceMetrics {
+                                memory_bytes: Some(1024.0),
+                                ..Default::default()
+                            }),
+                        }),
+                        ..Default::default()
+                    }),
+                }],
+            }],
+        };
+        let text = render(&view, &ControllerFacts::default());
+        assert!(text.contains("erlmcp_dr_group_epoch{group=\"g\"} 3\n"), "{text}");
+        assert!(text.contains("erlmcp_dr_member_health{group=\"g\",host=\"a\"} 2\n"));
+        assert!(text.contains("erlmcp_process_health{group=\"g\",host=\"a\"} 0\n"));
+        assert!(text.contains("erlmcp_memory_bytes{group=\"g\",host=\"a\"} 1024\n"));
+        assert!(text.contains("erlmcp_dr_member_last_seen_seconds{group=\"g\",host=\"a\"} 0.25\n"));
+        assert!(!text.contains("erlmcp_queue_depth{"), "absent values are not invented");
+    }
+}

@@ -1,0 +1,78 @@
+//! Wire ↔ domain conversions. Receiving side: `TryFrom<pb::X>` validates and returns a
+//! [`ProtocolError`] naming the field. Sending side: plain `From`.
+
+mod health;
+mod session;
+mod status;
+
+use crate::domain::{GroupName, HostName, NameError};
+
+/// A message that does not make sense: the peer is broken, outdated or hostile.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("field `{0}` is missing")]
+    Missing(&'static str),
+    #[error("field `{field}` ({value:?}) {reason}")]
+    BadName {
+        field: &'static str,
+        value: String,
+        reason: NameError,
+    },
+    #[error("field `{field}` has unknown value {value}")]
+    UnknownEnum { field: &'static str, value: i32 },
+    #[error("field `{field}` is out of range: {value}")]
+    OutOfRange { field: &'static str, value: String },
+    #[error("field `{field}` is too long ({len} bytes, at most {max})")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+}
+
+impl From<ProtocolError> for tonic::Status {
+    fn from(e: ProtocolError) -> Self {
+        tonic::Status::invalid_argument(format!("protocol error: {e}"))
+    }
+}
+
+pub(crate) fn host(field: &'static str, s: String) -> Result<HostName, ProtocolError> {
+    HostName::new(s.clone()).map_err(|reason| ProtocolError::BadName {
+        field,
+        value: s,
+        reason,
+    })
+}
+
+pub(crate) fn optional_host(
+    field: &'static str,
+    s: String,
+) -> Result<Option<HostName>, ProtocolError> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        host(field, s).map(Some)
+    }
+}
+
+pub(crate) fn group(field: &'static str, s: String) -> Result<GroupName, ProtocolError> {
+    GroupName::new(s.clone()).map_err(|reason| ProtocolError::BadName {
+        field,
+        value: s,
+        reason,
+    })
+}
+
+/// Free text is bounded so a peer cannot grow our memory through it.
+pub(crate) fn text(field: &'static str, s: String, max: usize) -> Result<String, ProtocolError> {
+    if s.len() > max {
+        return Err(ProtocolError::TooLong {
+            field,
+            len: s.len(),
+            max,
+        });
+    }
+    Ok(s)
+}
+
+pub(crate) const MAX_DETAIL: usize = 4096;
