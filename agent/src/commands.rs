@@ -24,7 +24,9 @@ pub async fn execute(host: &str, state: &AgentState, command: Command) -> Comman
     let capability = command.action.capability();
     if !capabilities().iter().any(|c| c == capability) {
         return CommandResult {
-            outcome: Err(format!("refused: `{capability}` is not enabled on this agent")),
+            outcome: Err(format!(
+                "refused: `{capability}` is not enabled on this agent"
+            )),
         };
     }
     match command.action {

@@ -148,7 +148,11 @@ impl AgentConfig {
         Self::validate(file, raw, insecure_dev)
     }
 
-    fn validate(file: &Path, raw: RawConfig, insecure_dev: bool) -> Result<AgentConfig, ConfigError> {
+    fn validate(
+        file: &Path,
+        raw: RawConfig,
+        insecure_dev: bool,
+    ) -> Result<AgentConfig, ConfigError> {
         if raw.controllers.is_empty() {
             return Err(ConfigError::key(
                 file,
@@ -212,10 +216,18 @@ impl AgentConfig {
         };
         let s = raw.service;
         if s.start.is_empty() || s.start[0].is_empty() {
-            return Err(ConfigError::key(file, "service.start", "empty: give the command as a list, e.g. [\"bin/erlmcp\", \"daemon\"]"));
+            return Err(ConfigError::key(
+                file,
+                "service.start",
+                "empty: give the command as a list, e.g. [\"bin/erlmcp\", \"daemon\"]",
+            ));
         }
         if s.stop.is_empty() || s.stop[0].is_empty() {
-            return Err(ConfigError::key(file, "service.stop", "empty: give the command as a list, e.g. [\"bin/erlmcp\", \"stop\"]"));
+            return Err(ConfigError::key(
+                file,
+                "service.stop",
+                "empty: give the command as a list, e.g. [\"bin/erlmcp\", \"stop\"]",
+            ));
         }
         let process = match (s.pid_file, s.process_match) {
             (Some(path), matching) => ProcessLocator::PidFile {
@@ -232,7 +244,11 @@ impl AgentConfig {
             }
         };
         if let Some(i) = s.ports.iter().position(|p| *p == 0) {
-            return Err(ConfigError::key(file, format!("service.ports[{i}]"), "port 0 is not a port"));
+            return Err(ConfigError::key(
+                file,
+                format!("service.ports[{i}]"),
+                "port 0 is not a port",
+            ));
         }
         let health_url = s
             .health_url
@@ -246,7 +262,11 @@ impl AgentConfig {
             .transpose()?;
         let p = &raw.probes;
         if p.http_timeout_ms == 0 || p.metrics_timeout_ms == 0 {
-            return Err(ConfigError::key(file, "probes", "timeouts must be above 0 ms"));
+            return Err(ConfigError::key(
+                file,
+                "probes",
+                "timeouts must be above 0 ms",
+            ));
         }
         if p.window == 0 || p.intermittent_failures == 0 || p.intermittent_failures > p.window {
             return Err(ConfigError::key(
@@ -304,6 +324,13 @@ data_dir = "/var/lib/erlmcp"
 "#;
 
     #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../../deploy/agent.example.toml");
+        let c = AgentConfig::parse(Path::new("deploy/agent.example.toml"), text, false).unwrap();
+        assert_eq!(c.service.start, vec!["/opt/erlmcp/bin/erlmcp", "daemon"]);
+    }
+
+    #[test]
     fn good_config_loads_with_defaults() {
         let c = AgentConfig::parse(Path::new("/etc/dr/agent.toml"), GOOD, false).unwrap();
         assert_eq!(c.report_interval, Duration::from_millis(500));
@@ -322,14 +349,38 @@ data_dir = "/var/lib/erlmcp"
         let cases = [
             (GOOD.replace("host = \"a\"\n", ""), "host"),
             (GOOD.replace("[\"https://ctl1:7400\"]", "[]"), "controllers"),
-            (GOOD.replace("https://ctl1:7400", "http://ctl1:7400"), "controllers[0]"),
-            (GOOD.replace("https://ctl1:7400", "https://ctl1"), "controllers[0]"),
-            (GOOD.replace("pid_file = \"run/erlmcp.pid\"\n", ""), "service.pid_file"),
-            (GOOD.replace("http://127.0.0.1:8080/health", "localhost:8080"), "service.health_url"),
-            (GOOD.replace("ports = [8080]", "ports = [0]"), "service.ports[0]"),
-            (GOOD.replace("ports = [8080]", "ports = [70000]"), "service.ports[0]"),
-            (GOOD.replace("start = [\"bin/erlmcp\", \"daemon\"]", "start = []"), "service.start"),
-            (format!("{GOOD}\n[probes]\nwindow = 2\nintermittent_failures = 3\n"), "probes.intermittent_failures"),
+            (
+                GOOD.replace("https://ctl1:7400", "http://ctl1:7400"),
+                "controllers[0]",
+            ),
+            (
+                GOOD.replace("https://ctl1:7400", "https://ctl1"),
+                "controllers[0]",
+            ),
+            (
+                GOOD.replace("pid_file = \"run/erlmcp.pid\"\n", ""),
+                "service.pid_file",
+            ),
+            (
+                GOOD.replace("http://127.0.0.1:8080/health", "localhost:8080"),
+                "service.health_url",
+            ),
+            (
+                GOOD.replace("ports = [8080]", "ports = [0]"),
+                "service.ports[0]",
+            ),
+            (
+                GOOD.replace("ports = [8080]", "ports = [70000]"),
+                "service.ports[0]",
+            ),
+            (
+                GOOD.replace("start = [\"bin/erlmcp\", \"daemon\"]", "start = []"),
+                "service.start",
+            ),
+            (
+                format!("{GOOD}\n[probes]\nwindow = 2\nintermittent_failures = 3\n"),
+                "probes.intermittent_failures",
+            ),
             (GOOD.replace("state_dir", "stat_dir"), "stat_dir"),
         ];
         for (text, key) in cases {

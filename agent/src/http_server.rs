@@ -74,15 +74,46 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let labels = format!("group=\"{}\",host=\"{}\"", s.config.group, s.config.host);
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{{labels}}} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{{labels}}} {v}"
+        );
     };
-    gauge("erlmcp_dr_agent_controller_connected", "1 while the agent has a session with a controller.", "gauge", f64::from(u8::from(view.connected)));
-    gauge("erlmcp_dr_agent_is_primary", "1 while the controller says this host is primary.", "gauge", f64::from(u8::from(view.role == Role::Primary)));
-    gauge("erlmcp_dr_agent_epoch", "Newest epoch this agent has seen.", "gauge", s.state.last_epoch_seen().0 as f64);
-    gauge("erlmcp_dr_agent_reports_sent_total", "Health reports sent to controllers.", "counter", s.state.reports_sent.load(Ordering::Relaxed) as f64);
-    gauge("erlmcp_dr_agent_sessions_opened_total", "Sessions opened with controllers.", "counter", s.state.sessions_opened.load(Ordering::Relaxed) as f64);
+    gauge(
+        "erlmcp_dr_agent_controller_connected",
+        "1 while the agent has a session with a controller.",
+        "gauge",
+        f64::from(u8::from(view.connected)),
+    );
+    gauge(
+        "erlmcp_dr_agent_is_primary",
+        "1 while the controller says this host is primary.",
+        "gauge",
+        f64::from(u8::from(view.role == Role::Primary)),
+    );
+    gauge(
+        "erlmcp_dr_agent_epoch",
+        "Newest epoch this agent has seen.",
+        "gauge",
+        s.state.last_epoch_seen().0 as f64,
+    );
+    gauge(
+        "erlmcp_dr_agent_reports_sent_total",
+        "Health reports sent to controllers.",
+        "counter",
+        s.state.reports_sent.load(Ordering::Relaxed) as f64,
+    );
+    gauge(
+        "erlmcp_dr_agent_sessions_opened_total",
+        "Sessions opened with controllers.",
+        "counter",
+        s.state.sessions_opened.load(Ordering::Relaxed) as f64,
+    );
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
 }

@@ -120,7 +120,12 @@ async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Res
 
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (config key `http_listen`): {e}", config.http_listen))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (config key `http_listen`): {e}",
+                config.http_listen
+            )
+        })?;
 
     let (report_tx, report_rx) = watch::channel(None);
     let prober = {

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_proto::domain::{AgentMessage, ControllerMessage, HealthReport, Hello, CommandUpdate, UpdateKind};
+use dr_proto::domain::{
+    AgentMessage, CommandUpdate, ControllerMessage, HealthReport, Hello, UpdateKind,
+};
 use dr_proto::pb::agent_session_client::AgentSessionClient;
 use dr_proto::tls::{TlsMaterial, host_of_url};
 use dr_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION, pb};
@@ -56,7 +58,9 @@ impl Session {
                 return;
             }
             match &result {
-                Err(SessionError::Refused { .. }) => tracing::error!(error = %result.as_ref().unwrap_err(), "session refused"),
+                Err(SessionError::Refused { .. }) => {
+                    tracing::error!(error = %result.as_ref().unwrap_err(), "session refused")
+                }
                 Err(e) => tracing::warn!(error = %e, "no session with the controller"),
                 Ok(()) => {}
             }
@@ -126,7 +130,9 @@ impl Session {
                 status: format!("{}: {}", status.code(), status.message()),
             })?;
         let mut inbound = response.into_inner();
-        self.state.sessions_opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.state
+            .sessions_opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Send the latest report at once, then every new one.
         self.reports.mark_changed();
         let ended = |reason: String| SessionError::Ended {

@@ -53,8 +53,11 @@ impl AgentState {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create: {e}")))?;
         let file = dir.join(STATE_FILE);
         let persisted: Persisted = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| err(format!("{STATE_FILE} is corrupt ({e}); move it aside to start fresh")))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                err(format!(
+                    "{STATE_FILE} is corrupt ({e}); move it aside to start fresh"
+                ))
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
             Err(e) => return Err(err(format!("cannot read {STATE_FILE}: {e}"))),
         };

@@ -174,7 +174,12 @@ fn compare(value: f64, band: &Band, fmt: impl Fn(f64) -> String) -> Option<(Heal
 }
 
 fn classify_http(http: &HttpProbe, t: &Thresholds, out: &mut Findings) {
-    let window = || format!("{} of last {} checks failed", http.window_failures, http.window_size);
+    let window = || {
+        format!(
+            "{} of last {} checks failed",
+            http.window_failures, http.window_size
+        )
+    };
     match http.class {
         HttpClass::Ok => {}
         HttpClass::Timeout => out.add(
@@ -197,12 +202,12 @@ fn classify_http(http: &HttpProbe, t: &Thresholds, out: &mut Findings) {
         ),
         HttpClass::Intermittent => out.add(
             Health::Yellow,
-            format!("intermittent health failures: {} (rate limiting or queue full)", window()),
+            format!(
+                "intermittent health failures: {} (rate limiting or queue full)",
+                window()
+            ),
         ),
-        HttpClass::Error => out.add(
-            Health::Red,
-            format!("health check failed: {}", http.detail),
-        ),
+        HttpClass::Error => out.add(Health::Red, format!("health check failed: {}", http.detail)),
     }
     if let Some(p99) = http.p99_ms
         && let Some((h, r)) = compare(f64::from(p99), &t.response_p99_ms, |v| format!("{v:.0} ms"))
@@ -222,7 +227,11 @@ fn classify_metrics(m: &MetricsProbe, t: &Thresholds, out: &mut Findings) {
     if let Some(v) = metrics.memory_bytes
         && let Some((h, r)) = compare(v, &t.memory_bytes, fmt_bytes)
     {
-        let oom = if v > 2.0 * GIB { ", investigate OOM" } else { "" };
+        let oom = if v > 2.0 * GIB {
+            ", investigate OOM"
+        } else {
+            ""
+        };
         out.add(h, format!("memory {r}{oom}"));
     }
     if let Some(v) = metrics.queue_depth
@@ -253,10 +262,9 @@ pub fn classify_report(report: &HealthReport, t: &Thresholds) -> Verdict {
     if let Some(p) = &report.process {
         match p.state {
             ProcessState::Running => {}
-            ProcessState::NotRunning => out.add(
-                Health::Red,
-                format!("process not running ({})", p.detail),
-            ),
+            ProcessState::NotRunning => {
+                out.add(Health::Red, format!("process not running ({})", p.detail))
+            }
             ProcessState::Stopped => out.add(
                 Health::Red,
                 format!("process stopped, will not answer ({})", p.detail),
@@ -344,7 +352,13 @@ mod tests {
     #[test]
     fn a_healthy_report_is_green_without_reasons() {
         let v = classify_report(&healthy(), &Thresholds::default());
-        assert_eq!(v, Verdict { health: Health::Green, reasons: vec![] });
+        assert_eq!(
+            v,
+            Verdict {
+                health: Health::Green,
+                reasons: vec![]
+            }
+        );
     }
 
     #[test]
@@ -368,7 +382,11 @@ mod tests {
             (HttpClass::Timeout, Health::Red, "timed out"),
             (HttpClass::ServerError, Health::Red, "application error"),
             (HttpClass::Refused, Health::Red, "port not listening"),
-            (HttpClass::Intermittent, Health::Yellow, "rate limiting or queue full"),
+            (
+                HttpClass::Intermittent,
+                Health::Yellow,
+                "rate limiting or queue full",
+            ),
         ];
         for (class, health, words) in cases {
             let mut r = healthy();
@@ -410,7 +428,10 @@ mod tests {
             assert_eq!(v.health, health, "depth {depth}");
         }
         let v = classify_report(&with_metrics(|m| m.queue_depth = Some(150.0)), &t);
-        assert_eq!(v.reasons, vec!["message queue 150 ≥ 100 (warning): backpressure active"]);
+        assert_eq!(
+            v.reasons,
+            vec!["message queue 150 ≥ 100 (warning): backpressure active"]
+        );
     }
 
     #[test]
@@ -423,7 +444,10 @@ mod tests {
         let mut r = healthy();
         r.http.as_mut().unwrap().p99_ms = Some(750);
         let v = classify_report(&r, &t);
-        assert_eq!(v.reasons, vec!["response time p99 750 ms > 500 ms (critical)"]);
+        assert_eq!(
+            v.reasons,
+            vec!["response time p99 750 ms > 500 ms (critical)"]
+        );
     }
 
     #[test]

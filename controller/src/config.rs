@@ -91,12 +91,20 @@ impl ControllerConfig {
     }
 
     /// Parse from text (tests).
-    pub fn parse(file: &Path, text: &str, insecure_dev: bool) -> Result<ControllerConfig, ConfigError> {
+    pub fn parse(
+        file: &Path,
+        text: &str,
+        insecure_dev: bool,
+    ) -> Result<ControllerConfig, ConfigError> {
         let raw: RawConfig = config_file::parse(file, text, ENV_PREFIX, Vec::new())?;
         Self::validate(file, raw, insecure_dev)
     }
 
-    fn validate(file: &Path, raw: RawConfig, insecure_dev: bool) -> Result<ControllerConfig, ConfigError> {
+    fn validate(
+        file: &Path,
+        raw: RawConfig,
+        insecure_dev: bool,
+    ) -> Result<ControllerConfig, ConfigError> {
         let tls = match raw.tls {
             Some(t) => Some(TlsPaths {
                 ca: config_file::resolve(file, &t.ca),
@@ -175,12 +183,26 @@ name = "erlmcp"
 
     #[test]
     fn minimal_config_gets_runbook_defaults_and_resolved_paths() {
-        let c = ControllerConfig::parse(Path::new("/etc/dr/controller.toml"), MINIMAL, false).unwrap();
+        let c =
+            ControllerConfig::parse(Path::new("/etc/dr/controller.toml"), MINIMAL, false).unwrap();
         assert_eq!(c.listen.port(), 7400);
         assert_eq!(c.http_listen.port(), 7480);
         assert_eq!(c.data_dir, PathBuf::from("/etc/dr/state"));
         assert_eq!(c.tls.unwrap().ca, PathBuf::from("/etc/dr/pki/ca.pem"));
         assert_eq!(c.thresholds, Thresholds::default());
+    }
+
+    #[test]
+    fn the_documented_example_parses_to_the_defaults() {
+        let text = include_str!("../../deploy/controller.example.toml");
+        let c = ControllerConfig::parse(Path::new("deploy/controller.example.toml"), text, false)
+            .unwrap();
+        assert_eq!(
+            c.thresholds,
+            Thresholds::default(),
+            "the example shows the real defaults"
+        );
+        assert_eq!(c.groups.len(), 1);
     }
 
     #[test]
@@ -195,10 +217,25 @@ name = "erlmcp"
     fn problems_name_their_key() {
         let cases = [
             (MINIMAL.replace("id = \"c1\"", "id = \"c/1\""), "id"),
-            (MINIMAL.replace("name = \"erlmcp\"", "name = \"erlmcp\"\n[[group]]\nname = \"erlmcp\""), "group[1].name"),
-            (format!("{MINIMAL}\n[thresholds.queue_depth]\nyellow = 2000.0\nred = 1000.0\n"), "thresholds.queue_depth"),
+            (
+                MINIMAL.replace(
+                    "name = \"erlmcp\"",
+                    "name = \"erlmcp\"\n[[group]]\nname = \"erlmcp\"",
+                ),
+                "group[1].name",
+            ),
+            (
+                format!("{MINIMAL}\n[thresholds.queue_depth]\nyellow = 2000.0\nred = 1000.0\n"),
+                "thresholds.queue_depth",
+            ),
             (MINIMAL.replace("data_dir = \"state\"", ""), "data_dir"),
-            (MINIMAL.replace("data_dir = \"state\"", "data_dir = \"state\"\nlisten = \"nowhere\""), "listen"),
+            (
+                MINIMAL.replace(
+                    "data_dir = \"state\"",
+                    "data_dir = \"state\"\nlisten = \"nowhere\"",
+                ),
+                "listen",
+            ),
         ];
         for (text, key) in cases {
             let e = ControllerConfig::parse(Path::new("c.toml"), &text, false).unwrap_err();

@@ -38,7 +38,10 @@ async fn metrics(State(ctl): State<Arc<Controller>>) -> impl IntoResponse {
         last_applied: ctl.last_applied(),
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render(&view, &facts),
     )
 }

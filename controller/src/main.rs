@@ -49,7 +49,8 @@ fn init_tracing() {
 
 /// Config and TLS problems: one line, exit code 2.
 fn load(args: &ConfigArgs) -> Result<(ControllerConfig, Option<TlsMaterial>), String> {
-    let config = ControllerConfig::load(&args.config, args.insecure_dev).map_err(|e| e.to_string())?;
+    let config =
+        ControllerConfig::load(&args.config, args.insecure_dev).map_err(|e| e.to_string())?;
     let tls = match &config.tls {
         Some(paths) => {
             let tls = TlsMaterial::load(paths)
@@ -88,7 +89,9 @@ fn main() -> ExitCode {
     }
     init_tracing();
     if args.insecure_dev {
-        tracing::warn!("--insecure-dev: plaintext gRPC, no authentication; never use this in production");
+        tracing::warn!(
+            "--insecure-dev: plaintext gRPC, no authentication; never use this in production"
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,7 +8,9 @@ use dr_proto::domain::{ProcessState, Role, StatusView};
 
 /// Escape a label value per the exposition format.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 struct Family<'a> {
@@ -45,48 +47,129 @@ pub fn render(view: &StatusView, facts: &ControllerFacts) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out };
 
-    f.header("erlmcp_dr_group_epoch", "gauge", "Current epoch of the group (increases at every change of primary).");
+    f.header(
+        "erlmcp_dr_group_epoch",
+        "gauge",
+        "Current epoch of the group (increases at every change of primary).",
+    );
     for g in &view.groups {
-        f.sample("erlmcp_dr_group_epoch", &[("group", g.name.as_str())], g.epoch.0 as f64);
+        f.sample(
+            "erlmcp_dr_group_epoch",
+            &[("group", g.name.as_str())],
+            g.epoch.0 as f64,
+        );
     }
-    f.header("erlmcp_dr_group_paused", "gauge", "1 when the group is paused (maintenance: no automatic action).");
+    f.header(
+        "erlmcp_dr_group_paused",
+        "gauge",
+        "1 when the group is paused (maintenance: no automatic action).",
+    );
     for g in &view.groups {
         let paused = matches!(g.mode, dr_proto::domain::Mode::Paused);
-        f.sample("erlmcp_dr_group_paused", &[("group", g.name.as_str())], f64::from(u8::from(paused)));
+        f.sample(
+            "erlmcp_dr_group_paused",
+            &[("group", g.name.as_str())],
+            f64::from(u8::from(paused)),
+        );
     }
 
     type Getter = fn(&dr_proto::domain::MemberView) -> Option<f64>;
     let per_member: [(&str, &str, &str, Getter); 7] = [
-        ("erlmcp_dr_member_health", "gauge", "Member health: 0 green, 1 yellow, 2 red, 3 unknown.", |m| Some(f64::from(m.health.as_gauge()))),
-        ("erlmcp_dr_member_is_primary", "gauge", "1 for the group's primary.", |m| Some(f64::from(u8::from(m.role == Role::Primary)))),
-        ("erlmcp_dr_member_connected", "gauge", "1 while the member's agent has a live session.", |m| Some(f64::from(u8::from(m.connected)))),
-        ("erlmcp_dr_member_last_seen_seconds", "gauge", "Seconds since the agent was last heard.", |m| m.last_seen_ms.map(|ms| ms as f64 / 1000.0)),
-        ("erlmcp_process_health", "gauge", "1 if the erlmcp process is running, 0 if it crashed (runbook: restart process).", |m| {
-            let p = m.last_report.as_ref()?.process.as_ref()?;
-            Some(f64::from(u8::from(p.state == ProcessState::Running)))
-        }),
-        ("erlmcp_memory_bytes", "gauge", "erlmcp memory as scraped from the service (runbook: > 2GB memory leak).", |m| service_metric(m, |s| s.memory_bytes)),
-        ("erlmcp_queue_depth", "gauge", "erlmcp message queue depth (runbook: > 1000 system overloaded).", |m| service_metric(m, |s| s.queue_depth)),
+        (
+            "erlmcp_dr_member_health",
+            "gauge",
+            "Member health: 0 green, 1 yellow, 2 red, 3 unknown.",
+            |m| Some(f64::from(m.health.as_gauge())),
+        ),
+        (
+            "erlmcp_dr_member_is_primary",
+            "gauge",
+            "1 for the group's primary.",
+            |m| Some(f64::from(u8::from(m.role == Role::Primary))),
+        ),
+        (
+            "erlmcp_dr_member_connected",
+            "gauge",
+            "1 while the member's agent has a live session.",
+            |m| Some(f64::from(u8::from(m.connected))),
+        ),
+        (
+            "erlmcp_dr_member_last_seen_seconds",
+            "gauge",
+            "Seconds since the agent was last heard.",
+            |m| m.last_seen_ms.map(|ms| ms as f64 / 1000.0),
+        ),
+        (
+            "erlmcp_process_health",
+            "gauge",
+            "1 if the erlmcp process is running, 0 if it crashed (runbook: restart process).",
+            |m| {
+                let p = m.last_report.as_ref()?.process.as_ref()?;
+                Some(f64::from(u8::from(p.state == ProcessState::Running)))
+            },
+        ),
+        (
+            "erlmcp_memory_bytes",
+            "gauge",
+            "erlmcp memory as scraped from the service (runbook: > 2GB memory leak).",
+            |m| service_metric(m, |s| s.memory_bytes),
+        ),
+        (
+            "erlmcp_queue_depth",
+            "gauge",
+            "erlmcp message queue depth (runbook: > 1000 system overloaded).",
+            |m| service_metric(m, |s| s.queue_depth),
+        ),
     ];
     let more: [(&str, &str, &str, Getter); 2] = [
-        ("erlmcp_error_rate", "gauge", "erlmcp error ratio (runbook: > 0.05 investigate).", |m| service_metric(m, |s| s.error_rate)),
-        ("erlmcp_connections", "gauge", "erlmcp open connections (runbook: > 10000 may need scaling).", |m| service_metric(m, |s| s.connections)),
+        (
+            "erlmcp_error_rate",
+            "gauge",
+            "erlmcp error ratio (runbook: > 0.05 investigate).",
+            |m| service_metric(m, |s| s.error_rate),
+        ),
+        (
+            "erlmcp_connections",
+            "gauge",
+            "erlmcp open connections (runbook: > 10000 may need scaling).",
+            |m| service_metric(m, |s| s.connections),
+        ),
     ];
     for (name, kind, help, get) in per_member.iter().chain(more.iter()) {
         f.header(name, kind, help);
         for g in &view.groups {
             for m in &g.members {
                 if let Some(v) = get(m) {
-                    f.sample(name, &[("group", g.name.as_str()), ("host", m.host.as_str())], v);
+                    f.sample(
+                        name,
+                        &[("group", g.name.as_str()), ("host", m.host.as_str())],
+                        v,
+                    );
                 }
             }
         }
     }
 
-    f.header("erlmcp_dr_agent_sessions_opened_total", "counter", "Agent sessions opened since the controller started.");
-    f.sample("erlmcp_dr_agent_sessions_opened_total", &[], facts.sessions_opened_total as f64);
-    f.header("erlmcp_dr_state_last_applied", "gauge", "Index of the last state change applied.");
-    f.sample("erlmcp_dr_state_last_applied", &[], facts.last_applied as f64);
+    f.header(
+        "erlmcp_dr_agent_sessions_opened_total",
+        "counter",
+        "Agent sessions opened since the controller started.",
+    );
+    f.sample(
+        "erlmcp_dr_agent_sessions_opened_total",
+        &[],
+        facts.sessions_opened_total as f64,
+    );
+    f.header(
+        "erlmcp_dr_state_last_applied",
+        "gauge",
+        "Index of the last state change applied.",
+    );
+    f.sample(
+        "erlmcp_dr_state_last_applied",
+        &[],
+        facts.last_applied as f64,
+    );
     out
 }
 
@@ -141,11 +224,17 @@ mod tests {
             }],
         };
         let text = render(&view, &ControllerFacts::default());
-        assert!(text.contains("erlmcp_dr_group_epoch{group=\"g\"} 3\n"), "{text}");
+        assert!(
+            text.contains("erlmcp_dr_group_epoch{group=\"g\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("erlmcp_dr_member_health{group=\"g\",host=\"a\"} 2\n"));
         assert!(text.contains("erlmcp_process_health{group=\"g\",host=\"a\"} 0\n"));
         assert!(text.contains("erlmcp_memory_bytes{group=\"g\",host=\"a\"} 1024\n"));
         assert!(text.contains("erlmcp_dr_member_last_seen_seconds{group=\"g\",host=\"a\"} 0.25\n"));
-        assert!(!text.contains("erlmcp_queue_depth{"), "absent values are not invented");
+        assert!(
+            !text.contains("erlmcp_queue_depth{"),
+            "absent values are not invented"
+        );
     }
 }

@@ -80,7 +80,10 @@ impl Observed {
     }
 
     pub fn connected_sessions(&self) -> usize {
-        self.members.values().filter(|m| m.session_id.is_some()).count()
+        self.members
+            .values()
+            .filter(|m| m.session_id.is_some())
+            .count()
     }
 }
 

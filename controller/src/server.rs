@@ -36,13 +36,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 pub async fn serve(ctl: Arc<Controller>, tls: Option<TlsMaterial>) -> Result<(), ServeError> {
     let config = &ctl.config;
-    let grpc_listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen,
-            key: "listen",
-            source,
-        })?;
+    let grpc_listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.listen,
+                key: "listen",
+                source,
+            })?;
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -75,10 +76,13 @@ pub async fn serve(ctl: Arc<Controller>, tls: Option<TlsMaterial>) -> Result<(),
     .max_encoding_message_size(4 * MAX_MESSAGE_BYTES);
 
     let shutdown = ctl.shutdown.clone();
-    let grpc = builder.add_service(agents).add_service(admin).serve_with_incoming_shutdown(
-        TcpListenerStream::new(grpc_listener),
-        shutdown.clone().cancelled_owned(),
-    );
+    let grpc = builder
+        .add_service(agents)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            shutdown.clone().cancelled_owned(),
+        );
     let http = axum::serve(http_listener, crate::http::router(ctl.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
 

@@ -50,7 +50,11 @@ pub fn member_verdict(obs: Option<&MemberObservation>, ctx: &ViewContext<'_>) ->
     classify_report(report, ctx.thresholds)
 }
 
-pub fn build_status(state: &ControllerState, observed: &Observed, ctx: &ViewContext<'_>) -> StatusView {
+pub fn build_status(
+    state: &ControllerState,
+    observed: &Observed,
+    ctx: &ViewContext<'_>,
+) -> StatusView {
     let groups = state
         .groups
         .iter()
@@ -166,7 +170,11 @@ mod tests {
         assert_eq!(ma.last_seen_ms, Some(500));
         let mb = gv.member("b").unwrap();
         assert_eq!((mb.role, mb.health), (Role::Replica, Health::Unknown));
-        assert!(mb.reasons[0].starts_with("agent disconnected"), "{:?}", mb.reasons);
+        assert!(
+            mb.reasons[0].starts_with("agent disconnected"),
+            "{:?}",
+            mb.reasons
+        );
         let mc = gv.member("c").unwrap();
         assert_eq!((mc.role, mc.health), (Role::Unknown, Health::Unknown));
 
@@ -174,6 +182,10 @@ mod tests {
         let view = build_status(&state, &obs, &ctx(t0 + Duration::from_secs(3), &t));
         let ma = view.group("g").unwrap().member("a").unwrap();
         assert_eq!(ma.health, Health::Unknown);
-        assert!(ma.reasons[0].starts_with("no health report for"), "{:?}", ma.reasons);
+        assert!(
+            ma.reasons[0].starts_with("no health report for"),
+            "{:?}",
+            ma.reasons
+        );
     }
 }

@@ -57,7 +57,12 @@ impl ConfigError {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -101,7 +106,10 @@ pub fn parse<T: DeserializeOwned>(
             // The path already ends with the unknown key.
             (
                 path,
-                format!("unknown key ({})", message.split_once(", ").map(|x| x.1).unwrap_or("")),
+                format!(
+                    "unknown key ({})",
+                    message.split_once(", ").map(|x| x.1).unwrap_or("")
+                ),
             )
         } else {
             (path, message)

@@ -39,7 +39,9 @@ pub enum IdentityError {
     BadCertificate(String),
     #[error("certificate has no subject common name (expected e.g. CN=agent:HOST)")]
     NoCommonName,
-    #[error("certificate common name {0:?} is not KIND:NAME with KIND agent, operator, viewer or controller")]
+    #[error(
+        "certificate common name {0:?} is not KIND:NAME with KIND agent, operator, viewer or controller"
+    )]
     BadKind(String),
     #[error("certificate name in {cn:?} {reason}")]
     BadName { cn: String, reason: NameError },
@@ -70,7 +72,10 @@ impl Identity {
             (self, permission),
             (Identity::Agent(_), Permission::AgentSession)
                 | (Identity::Viewer(_), Permission::Read)
-                | (Identity::Operator(_), Permission::Read | Permission::Operate)
+                | (
+                    Identity::Operator(_),
+                    Permission::Read | Permission::Operate
+                )
                 | (Identity::Controller(_), Permission::Peer)
         )
     }

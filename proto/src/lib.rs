@@ -7,11 +7,13 @@
 //! - [`identity`]: who a certificate speaks for (`agent:HOST`, `operator:NAME`, ...).
 //! - [`tls`]: loading PEM files and building the mTLS configurations.
 //! - [`config_file`]: TOML loading with env overrides and errors that name the key.
+//! - [`process`]: liveness, signals and pid files for the binaries and the test harness.
 
 pub mod config_file;
 pub mod convert;
 pub mod domain;
 pub mod identity;
+pub mod process;
 pub mod tls;
 
 /// Generated protobuf and gRPC code (package `erlmcp_dr.v1`).

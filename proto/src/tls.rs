@@ -223,7 +223,11 @@ impl TlsMaterial {
         ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
             .identity(TlsIdentity::from_pem(&self.cert_pem, &self.key_pem))
-            .domain_name(self.server_name.clone().unwrap_or_else(|| domain.to_string()))
+            .domain_name(
+                self.server_name
+                    .clone()
+                    .unwrap_or_else(|| domain.to_string()),
+            )
     }
 }
 
@@ -246,7 +250,10 @@ pub fn host_of_url(url: &str) -> Option<&str> {
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next();
     }
-    authority.rsplit_once(':').map(|(h, _)| h).or(Some(authority))
+    authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .or(Some(authority))
 }
 
 #[cfg(test)]

@@ -45,13 +45,17 @@ pub async fn get(uri: &Uri, timeout: Duration) -> Result<Answer, GetError> {
 }
 
 async fn get_inner(uri: &Uri) -> Result<(StatusCode, Bytes), GetError> {
-    let host = uri.host().ok_or_else(|| GetError::Io("URL has no host".into()))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| GetError::Io("URL has no host".into()))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((host, port)).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => GetError::Refused,
-        _ => GetError::Io(format!("connect: {e}")),
-    })?;
+    let stream = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => GetError::Refused,
+            _ => GetError::Io(format!("connect: {e}")),
+        })?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

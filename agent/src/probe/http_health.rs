@@ -84,8 +84,10 @@ impl HttpWindow {
             Err(GetError::Io(e)) => (HttpClass::Error, None, 0, e),
         };
         let ok = class == HttpClass::Ok;
-        let answered = matches!(class, HttpClass::Ok | HttpClass::ServerError | HttpClass::Error)
-            && status_code.is_some();
+        let answered = matches!(
+            class,
+            HttpClass::Ok | HttpClass::ServerError | HttpClass::Error
+        ) && status_code.is_some();
         self.push(ok, answered.then_some(latency_ms));
         let failures = self.failures();
         let class = if ok && failures >= self.intermittent_failures {
@@ -107,9 +109,12 @@ impl HttpWindow {
 
 /// Run one check against `uri`.
 pub async fn check(uri: &Uri, timeout: Duration, window: &mut HttpWindow) -> HttpProbe {
-    let outcome = http_get::get(uri, timeout)
-        .await
-        .map(|a| (a.status.as_u16(), a.elapsed.as_millis().min(u32::MAX as u128) as u32));
+    let outcome = http_get::get(uri, timeout).await.map(|a| {
+        (
+            a.status.as_u16(),
+            a.elapsed.as_millis().min(u32::MAX as u128) as u32,
+        )
+    });
     window.record(outcome)
 }
 
@@ -123,7 +128,10 @@ mod tests {
         assert_eq!(w.record(Ok((200, 3))).class, HttpClass::Ok);
         assert_eq!(w.record(Ok((503, 3))).class, HttpClass::ServerError);
         assert_eq!(w.record(Err(GetError::Refused)).class, HttpClass::Refused);
-        assert_eq!(w.record(Err(GetError::Timeout(1000))).class, HttpClass::Timeout);
+        assert_eq!(
+            w.record(Err(GetError::Timeout(1000))).class,
+            HttpClass::Timeout
+        );
         assert_eq!(w.record(Ok((404, 1))).class, HttpClass::Error);
     }
 
@@ -132,7 +140,11 @@ mod tests {
         let mut w = HttpWindow::new(4, 2);
         w.record(Ok((200, 1)));
         w.record(Ok((500, 1)));
-        assert_eq!(w.record(Ok((200, 1))).class, HttpClass::Ok, "one failure is tolerated");
+        assert_eq!(
+            w.record(Ok((200, 1))).class,
+            HttpClass::Ok,
+            "one failure is tolerated"
+        );
         w.record(Err(GetError::Timeout(10)));
         let p = w.record(Ok((200, 1)));
         assert_eq!(p.class, HttpClass::Intermittent);

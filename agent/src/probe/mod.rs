@@ -44,13 +44,18 @@ impl Prober {
         let svc = &self.config.service;
         let locator = svc.process.clone();
         let ports = svc.ports.clone();
-        let local = tokio::task::spawn_blocking(move || (process::probe(&locator), port::probe(&ports)));
+        let local =
+            tokio::task::spawn_blocking(move || (process::probe(&locator), port::probe(&ports)));
         let probes = &self.config.probes;
         let http = async {
             match &svc.health_url {
                 Some(uri) => Some(
-                    http_health::check(uri, Duration::from_millis(probes.http_timeout_ms), &mut self.window)
-                        .await,
+                    http_health::check(
+                        uri,
+                        Duration::from_millis(probes.http_timeout_ms),
+                        &mut self.window,
+                    )
+                    .await,
                 ),
                 None => None,
             }
@@ -58,7 +63,8 @@ impl Prober {
         let metrics = async {
             match &svc.metrics_url {
                 Some(uri) => Some(
-                    metrics_scrape::scrape(uri, Duration::from_millis(probes.metrics_timeout_ms)).await,
+                    metrics_scrape::scrape(uri, Duration::from_millis(probes.metrics_timeout_ms))
+                        .await,
                 ),
                 None => None,
             }

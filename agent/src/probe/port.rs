@@ -43,9 +43,7 @@ pub fn probe(ports: &[u16]) -> Vec<PortProbe> {
                     detail: format!("cannot read socket tables: {}", errors.join("; ")),
                 };
             }
-            let listening = tables
-                .iter()
-                .any(|t| listening_ports(t).any(|p| p == port));
+            let listening = tables.iter().any(|t| listening_ports(t).any(|p| p == port));
             PortProbe {
                 port,
                 state: if listening {

@@ -86,7 +86,11 @@ fn from_pid_file(path: &Path, matching: Option<&str>) -> ProcessProbe {
         return ProcessProbe {
             state: ProcessState::Unknown,
             pid: None,
-            detail: format!("pid file {} does not hold a pid: {:?}", path.display(), text.trim()),
+            detail: format!(
+                "pid file {} does not hold a pid: {:?}",
+                path.display(),
+                text.trim()
+            ),
         };
     };
     let origin = format!("from {}", path.display());
@@ -97,7 +101,9 @@ fn from_pid_file(path: &Path, matching: Option<&str>) -> ProcessProbe {
         return ProcessProbe {
             state: ProcessState::NotRunning,
             pid: Some(pid),
-            detail: format!("pid {pid} {origin} is another program (command line lacks {m:?}): stale pid file"),
+            detail: format!(
+                "pid {pid} {origin} is another program (command line lacks {m:?}): stale pid file"
+            ),
         };
     }
     probe

@@ -106,7 +106,11 @@ async fn run_session(
                 let Some(ack) = ctl.record_report(&key, session_id, report) else {
                     break;
                 };
-                if tx.send(Ok(ControllerMessage::Ack(ack).into())).await.is_err() {
+                if tx
+                    .send(Ok(ControllerMessage::Ack(ack).into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -116,14 +120,20 @@ async fn run_session(
                     epoch: req.epoch,
                     outcome: Err("this controller does not grant leases".into()),
                 };
-                if tx.send(Ok(ControllerMessage::LeaseGrant(refusal).into())).await.is_err() {
+                if tx
+                    .send(Ok(ControllerMessage::LeaseGrant(refusal).into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
             AgentMessage::CommandUpdate(update) => ctl.command_update(&key, update),
             AgentMessage::Hello(_) => {
                 let _ = tx
-                    .send(Err(Status::failed_precondition("Hello sent twice in one session")))
+                    .send(Err(Status::failed_precondition(
+                        "Hello sent twice in one session",
+                    )))
                     .await;
                 break;
             }

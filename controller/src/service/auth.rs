@@ -26,7 +26,9 @@ pub fn authorize<T>(
         )),
         Err(e) => {
             tracing::warn!(error = %e, "call refused: unusable client certificate");
-            Err(Status::unauthenticated(format!("client certificate refused: {e}")))
+            Err(Status::unauthenticated(format!(
+                "client certificate refused: {e}"
+            )))
         }
     }
 }

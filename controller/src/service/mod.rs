@@ -154,8 +154,8 @@ impl Controller {
                 )));
             };
             let known = g.members.contains_key(&host);
-            let needs_primary = g.primary.is_none()
-                && configured_primary.as_ref().is_none_or(|p| *p == host);
+            let needs_primary =
+                g.primary.is_none() && configured_primary.as_ref().is_none_or(|p| *p == host);
             let next_epoch = g.epoch.next();
             if !known {
                 store
@@ -198,9 +198,9 @@ impl Controller {
         );
         if let Some(prev) = previous {
             // The old stream is dead or about to be: tell it so it stops competing.
-            let _ = prev
-                .outbox
-                .try_send(Err(Status::aborted("replaced by a newer session of the same host")));
+            let _ = prev.outbox.try_send(Err(Status::aborted(
+                "replaced by a newer session of the same host",
+            )));
         }
         self.sessions_opened.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%group, %host, session_id, version = %hello.agent_version, "agent session opened");
@@ -248,7 +248,11 @@ impl Controller {
 
     pub fn command_update(&self, key: &MemberKey, update: CommandUpdate) {
         match update.update {
-            UpdateKind::Progress { message, done, total } => {
+            UpdateKind::Progress {
+                message,
+                done,
+                total,
+            } => {
                 tracing::debug!(host = %key.1, command = %update.command_id, %message, done, total, "command progress");
             }
             UpdateKind::Result(result) => {
@@ -257,7 +261,9 @@ impl Controller {
                     Some(tx) => {
                         let _ = tx.send(result);
                     }
-                    None => tracing::warn!(host = %key.1, command = %update.command_id, "result for an unknown or expired command"),
+                    None => {
+                        tracing::warn!(host = %key.1, command = %update.command_id, "result for an unknown or expired command")
+                    }
                 }
             }
         }
@@ -296,7 +302,11 @@ impl Controller {
             .group(group)
             .map(|g| g.epoch)
             .unwrap_or_default();
-        let id = format!("{}-{}", self.id(), self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "{}-{}",
+            self.id(),
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id.clone(), tx);
         let command = Command {
@@ -310,7 +320,9 @@ impl Controller {
             .is_err()
         {
             lock(&self.pending).remove(&id);
-            return Err(Status::unavailable(format!("the session of `{host}` just ended")));
+            return Err(Status::unavailable(format!(
+                "the session of `{host}` just ended"
+            )));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => Ok(result),

@@ -253,7 +253,10 @@ mod tests {
             epoch: Epoch(4),
         };
         let json = serde_json::to_string(&cmd).unwrap();
-        assert_eq!(json, r#"{"op":"set_primary","group":"g","host":"a","epoch":4}"#);
+        assert_eq!(
+            json,
+            r#"{"op":"set_primary","group":"g","host":"a","epoch":4}"#
+        );
         assert_eq!(serde_json::from_str::<StateCommand>(&json).unwrap(), cmd);
     }
 }

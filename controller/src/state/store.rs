@@ -62,12 +62,10 @@ impl Store {
         let read = db.begin_read().map_err(|e| db_err(&e))?;
         let meta = read.open_table(META).map_err(|e| db_err(&e))?;
         let state = match meta.get(KEY_STATE).map_err(|e| db_err(&e))? {
-            Some(v) => {
-                serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?
-            }
+            Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?,
             None => ControllerState::default(),
         };
         let last_applied = match meta.get(KEY_LAST_APPLIED).map_err(|e| db_err(&e))? {
@@ -128,7 +126,8 @@ impl Store {
         let txn = self.db.begin_write().map_err(|e| db_err(&e))?;
         {
             let mut log = txn.open_table(LOG).map_err(|e| db_err(&e))?;
-            log.insert(index, entry.as_slice()).map_err(|e| db_err(&e))?;
+            log.insert(index, entry.as_slice())
+                .map_err(|e| db_err(&e))?;
             if index > LOG_KEEP {
                 let cutoff = index - LOG_KEEP;
                 log.retain_in(..cutoff, |_, _| false)

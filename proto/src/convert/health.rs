@@ -86,13 +86,12 @@ impl From<ProcessProbe> for pb::ProcessProbe {
 impl TryFrom<pb::PortProbe> for PortProbe {
     type Error = ProtocolError;
     fn try_from(p: pb::PortProbe) -> Result<Self, ProtocolError> {
-        let port = u16::try_from(p.port)
-            .ok()
-            .filter(|port| *port != 0)
-            .ok_or(ProtocolError::OutOfRange {
+        let port = u16::try_from(p.port).ok().filter(|port| *port != 0).ok_or(
+            ProtocolError::OutOfRange {
                 field: "port.port",
                 value: p.port.to_string(),
-            })?;
+            },
+        )?;
         let state = match pb::PortState::try_from(p.state) {
             Ok(pb::PortState::Listening) => PortState::Listening,
             Ok(pb::PortState::Refused) => PortState::Refused,

@@ -35,9 +35,7 @@ pub(crate) fn health_from_wire(field: &'static str, v: i32) -> Result<Health, Pr
         Ok(pb::Health::Yellow) => Ok(Health::Yellow),
         Ok(pb::Health::Red) => Ok(Health::Red),
         Ok(pb::Health::Unknown) => Ok(Health::Unknown),
-        Ok(pb::Health::Unspecified) | Err(_) => {
-            Err(ProtocolError::UnknownEnum { field, value: v })
-        }
+        Ok(pb::Health::Unspecified) | Err(_) => Err(ProtocolError::UnknownEnum { field, value: v }),
     }
 }
 
@@ -243,7 +241,10 @@ impl From<Command> for pb::Command {
 impl TryFrom<pb::CommandUpdate> for CommandUpdate {
     type Error = ProtocolError;
     fn try_from(u: pb::CommandUpdate) -> Result<Self, ProtocolError> {
-        let update = match u.update.ok_or(ProtocolError::Missing("command_update.update"))? {
+        let update = match u
+            .update
+            .ok_or(ProtocolError::Missing("command_update.update"))?
+        {
             pb::command_update::Update::Progress(p) => UpdateKind::Progress {
                 message: text("progress.message", p.message, MAX_DETAIL)?,
                 done: p.done,
@@ -295,12 +296,14 @@ impl TryFrom<pb::AgentMessage> for AgentMessage {
     type Error = ProtocolError;
     fn try_from(m: pb::AgentMessage) -> Result<Self, ProtocolError> {
         use pb::agent_message::Body;
-        Ok(match m.body.ok_or(ProtocolError::Missing("agent_message.body"))? {
-            Body::Hello(h) => AgentMessage::Hello(h.try_into()?),
-            Body::Report(r) => AgentMessage::Report(HealthReport::try_from(r)?),
-            Body::LeaseRequest(r) => AgentMessage::LeaseRequest(r.into()),
-            Body::CommandUpdate(u) => AgentMessage::CommandUpdate(u.try_into()?),
-        })
+        Ok(
+            match m.body.ok_or(ProtocolError::Missing("agent_message.body"))? {
+                Body::Hello(h) => AgentMessage::Hello(h.try_into()?),
+                Body::Report(r) => AgentMessage::Report(HealthReport::try_from(r)?),
+                Body::LeaseRequest(r) => AgentMessage::LeaseRequest(r.into()),
+                Body::CommandUpdate(u) => AgentMessage::CommandUpdate(u.try_into()?),
+            },
+        )
     }
 }
 
@@ -322,7 +325,10 @@ impl TryFrom<pb::ControllerMessage> for ControllerMessage {
     fn try_from(m: pb::ControllerMessage) -> Result<Self, ProtocolError> {
         use pb::controller_message::Body;
         Ok(
-            match m.body.ok_or(ProtocolError::Missing("controller_message.body"))? {
+            match m
+                .body
+                .ok_or(ProtocolError::Missing("controller_message.body"))?
+            {
                 Body::Welcome(w) => ControllerMessage::Welcome(w.try_into()?),
                 Body::Ack(a) => ControllerMessage::Ack(a.try_into()?),
                 Body::LeaseGrant(g) => ControllerMessage::LeaseGrant(g.try_into()?),

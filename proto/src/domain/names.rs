@@ -13,7 +13,9 @@ pub enum NameError {
     Empty,
     #[error("is {0} characters long (at most 63)")]
     TooLong(usize),
-    #[error("contains {0:?}: use letters, digits, '.', '_' and '-', starting with a letter or digit")]
+    #[error(
+        "contains {0:?}: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+    )]
     BadChar(char),
 }
 

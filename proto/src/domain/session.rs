@@ -77,7 +77,11 @@ pub struct CommandResult {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum UpdateKind {
-    Progress { message: String, done: u64, total: u64 },
+    Progress {
+        message: String,
+        done: u64,
+        total: u64,
+    },
     Result(CommandResult),
 }
 

@@ -1,0 +1,10 @@
+//! drctl as a library: the pieces of the command line that the test harness reuses (PKI, the
+//! demo layout, the status client). The binary is `src/main.rs`.
+
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod output;
+pub mod pki;
+pub mod status;

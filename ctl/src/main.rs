@@ -1,0 +1,225 @@
+//! `drctl`: the operator's command line for erlmcp-dr.
+//! Exit codes: 0 ok, 1 the operation failed, 2 usage or config error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use dr_proto::pb;
+
+use drctl::config::{self, DrctlConfig};
+use drctl::error::{CliError, CliResult};
+use drctl::output::Format;
+use drctl::{client, demo, pki, status};
+
+#[derive(Parser)]
+#[command(
+    name = "drctl",
+    version,
+    about = "erlmcp-dr: disaster recovery for erlmcp, from the command line"
+)]
+struct Cli {
+    /// drctl config (TOML). Default: $DRCTL_CONFIG, then ./drctl.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Talk plaintext gRPC without certificates (only to a controller started with --insecure-dev).
+    #[arg(long, global = true)]
+    insecure_dev: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Show every group: primary, epoch, members with health and reasons.
+    Status {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Include each member's last probe report in JSON output.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Round trip through the controller to one agent's command executor.
+    Ping {
+        host: String,
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+    },
+    /// Certificates for controllers, agents and people.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCmd,
+    },
+    /// Run a whole local installation (controller, agents, stand-ins, HAProxy, certificates).
+    Demo {
+        /// Directory for everything the demo writes.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of erlmcp hosts (agent + stand-in each).
+        #[arg(long, default_value_t = 3)]
+        hosts: usize,
+        /// Number of controllers.
+        #[arg(long, default_value_t = 1)]
+        controllers: usize,
+        /// Return once every member is green and leave everything running.
+        #[arg(long)]
+        detach: bool,
+        /// Stop what a demo in --dir started.
+        #[arg(long)]
+        stop: bool,
+        /// Where dr-controller, dr-agent and erlmcp-standin are (default: next to drctl).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Do not put HAProxy in front even if it is installed.
+        #[arg(long)]
+        no_haproxy: bool,
+        /// Seconds to wait for every member to turn green.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Create a CA and one certificate per identity in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Controller names (comma separated); each gets controller:NAME, valid for NAME.
+        #[arg(long = "controller", required = true)]
+        controllers: Vec<String>,
+        /// Extra DNS names or IPs every controller certificate is valid for.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Agent host names (comma separated): agent:HOST.
+        #[arg(long)]
+        agents: Vec<String>,
+        /// Operators (comma separated): may read and act.
+        #[arg(long)]
+        operators: Vec<String>,
+        /// Viewers (comma separated): may only read.
+        #[arg(long)]
+        viewers: Vec<String>,
+        /// Validity of the certificates in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// Replace an existing CA in DIR.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn load_config(cli: &Cli) -> CliResult<DrctlConfig> {
+    let file = config::locate(cli.config.as_deref()).map_err(CliError::config)?;
+    DrctlConfig::load(&file, cli.insecure_dev).map_err(|e| CliError::config(e.to_string()))
+}
+
+async fn run(cli: Cli) -> CliResult {
+    match &cli.command {
+        Cmd::Status {
+            output,
+            group,
+            verbose,
+        } => {
+            let config = load_config(&cli)?;
+            let mut conn = client::connect(&config).await?;
+            let view = status::fetch(&mut conn, group.as_deref()).await?;
+            print!("{}", status::render(&view, *output, *verbose));
+            Ok(())
+        }
+        Cmd::Ping { host, group } => {
+            let config = load_config(&cli)?;
+            let mut conn = client::connect(&config).await?;
+            let r = conn
+                .admin
+                .ping(pb::PingRequest {
+                    group: group.clone(),
+                    host: host.clone(),
+                    note: "drctl".into(),
+                })
+                .await
+                .map_err(|s| client::status_error(&conn.url, s))?
+                .into_inner();
+            println!("{} ({} ms round trip)", r.detail, r.round_trip_ms);
+            Ok(())
+        }
+        Cmd::Pki {
+            command:
+                PkiCmd::Init {
+                    dir,
+                    controllers,
+                    sans,
+                    agents,
+                    operators,
+                    viewers,
+                    days,
+                    force,
+                },
+        } => {
+            let plan = pki::PkiPlan {
+                dir: dir.clone(),
+                controllers: pki::names("controller", controllers)?,
+                controller_sans: sans.clone(),
+                agents: pki::names("agents", agents)?,
+                operators: pki::names("operators", operators)?,
+                viewers: pki::names("viewers", viewers)?,
+                days: *days,
+                force: *force,
+            };
+            let written = pki::init(&plan)?;
+            for f in &written.files {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+        Cmd::Demo {
+            dir,
+            hosts,
+            controllers,
+            detach,
+            stop,
+            bin_dir,
+            no_haproxy,
+            timeout,
+        } => {
+            demo::run(demo::DemoArgs {
+                dir: dir.clone(),
+                hosts: *hosts,
+                controllers: *controllers,
+                detach: *detach,
+                stop: *stop,
+                bin_dir: bin_dir.clone(),
+                no_haproxy: *no_haproxy,
+                timeout: Duration::from_secs(*timeout),
+            })
+            .await
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    dr_proto::install_crypto_provider();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drctl: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drctl: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

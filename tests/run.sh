@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need (as root, with
+# apt-get), checks formatting and lints, builds every binary, runs every test.
+# Usage: tests/run.sh            (CI=true makes any missing prerequisite fatal)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# Debian packages the tests use, by the command that proves they are there.
+declare -A PACKAGES=(
+  [haproxy]=haproxy      # real load balancer in front of the stand-ins
+  [ip]=iproute2          # network namespaces for partition tests
+  [curl]=curl            # used by deploy/demo.sh checks and docs examples
+)
+missing=()
+for cmd in "${!PACKAGES[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGES[$cmd]}")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+    if [ "${CI:-}" = "true" ]; then exit 1; fi
+  fi
+fi
+
+log "format"
+cargo fmt --all -- --check
+
+log "lint"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "build"
+cargo build --workspace --bins --quiet
+
+log "test"
+export DR_BIN_DIR="$PWD/target/debug"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --profile ci
+else
+  cargo test --workspace --quiet
+fi

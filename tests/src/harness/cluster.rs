@@ -1,0 +1,294 @@
+//! A whole installation under test: certificates, one controller, N agents each managing an
+//! `erlmcp-standin`, laid out exactly like `drctl demo` (it reuses drctl's layout code) but on
+//! kernel-picked ports in a temp dir, with every process killed on drop.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use dr_proto::domain::{Health, StatusView};
+use dr_proto::process::{Sig, read_pid_file, signal};
+use drctl::demo::layout::{self, DemoPlan, GROUP, HostPlan, OPERATOR, VIEWER};
+use drctl::pki::{PkiPlan, init as pki_init, names};
+
+use super::bins::Bins;
+use super::daemon::Daemon;
+use super::wait::wait_until;
+
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub hosts: usize,
+    /// TOML appended to the controller config; must start with a table header
+    /// (e.g. `[thresholds.queue_depth]`).
+    pub controller_extra: String,
+    /// Wait for every member to be green before returning.
+    pub wait_green: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            hosts: 3,
+            controller_extra: String::new(),
+            wait_green: true,
+        }
+    }
+}
+
+pub struct Cluster {
+    pub bins: Bins,
+    pub plan: DemoPlan,
+    pub controller: Option<Daemon>,
+    pub agents: Vec<Option<Daemon>>,
+    options: ClusterOptions,
+    // last: removed after every process is gone
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start(options: ClusterOptions) -> anyhow::Result<Cluster> {
+        dr_proto::install_crypto_provider();
+        let bins = Bins::locate();
+        let dir = tempfile::Builder::new().prefix("drtest-").tempdir()?;
+        let plan = DemoPlan::new(dir.path(), options.hosts, 1, false, false)?;
+        let pki = PkiPlan {
+            dir: plan.pki_dir(),
+            controllers: names("controller", &["ctl1".into()])
+                .map_err(|e| anyhow::anyhow!(e.message))?,
+            controller_sans: vec!["localhost".into(), "127.0.0.1".into()],
+            agents: names(
+                "agents",
+                &plan
+                    .hosts
+                    .iter()
+                    .map(|h| h.host.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| anyhow::anyhow!(e.message))?,
+            operators: names("operators", &[OPERATOR.into()])
+                .map_err(|e| anyhow::anyhow!(e.message))?,
+            viewers: names("viewers", &[VIEWER.into()]).map_err(|e| anyhow::anyhow!(e.message))?,
+            days: 30,
+            force: false,
+        };
+        pki_init(&pki).map_err(|e| anyhow::anyhow!(e.message))?;
+        let c = &plan.controllers[0];
+        std::fs::create_dir_all(&c.dir)?;
+        std::fs::write(
+            c.config(),
+            format!(
+                "{}\n{}\n",
+                layout::controller_toml(&plan, c),
+                options.controller_extra
+            ),
+        )?;
+        for h in &plan.hosts {
+            std::fs::create_dir_all(h.data_dir())?;
+            std::fs::write(
+                h.agent_config(),
+                layout::agent_toml(&plan, h, &bins.standin()),
+            )?;
+        }
+        std::fs::write(plan.drctl_config(), layout::drctl_toml(&plan))?;
+        let mut cluster = Cluster {
+            bins,
+            agents: plan.hosts.iter().map(|_| None).collect(),
+            plan,
+            controller: None,
+            options,
+            dir,
+        };
+        cluster.start_controller().await?;
+        for i in 0..cluster.plan.hosts.len() {
+            cluster.start_standin(i)?;
+            cluster.start_agent(i)?;
+        }
+        if cluster.options.wait_green {
+            let n = cluster.plan.hosts.len();
+            cluster
+                .wait_status("every member green", Duration::from_secs(30), |v| {
+                    v.group(GROUP).is_some_and(|g| {
+                        g.members.len() == n && g.members.iter().all(|m| m.health == Health::Green)
+                    })
+                })
+                .await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn host(&self, i: usize) -> &HostPlan {
+        &self.plan.hosts[i]
+    }
+
+    pub fn drctl_config(&self) -> PathBuf {
+        self.plan.drctl_config()
+    }
+
+    /// Start (or restart) the controller and wait until it answers `Status`.
+    pub async fn start_controller(&mut self) -> anyhow::Result<()> {
+        let c = self.plan.controllers[0].clone();
+        let d = Daemon::spawn(
+            "controller",
+            &self.bins.controller(),
+            &[
+                "run".into(),
+                "--config".into(),
+                c.config().display().to_string(),
+            ],
+            &c.log(),
+        )?;
+        self.controller = Some(d);
+        let this = &*self;
+        wait_until(
+            "the controller to answer",
+            Duration::from_secs(20),
+            || async move { this.status().ok() },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// SIGTERM the controller and wait for it to exit.
+    pub fn stop_controller(&mut self) -> Option<std::process::ExitStatus> {
+        self.controller.take()?.terminate(Duration::from_secs(10))
+    }
+
+    pub fn start_agent(&mut self, i: usize) -> anyhow::Result<()> {
+        let h = self.plan.hosts[i].clone();
+        let d = Daemon::spawn(
+            &format!("agent {}", h.host),
+            &self.bins.agent(),
+            &[
+                "run".into(),
+                "--config".into(),
+                h.agent_config().display().to_string(),
+            ],
+            &h.agent_log(),
+        )?;
+        self.agents[i] = Some(d);
+        Ok(())
+    }
+
+    /// Start the stand-in of host `i` the way its agent would (`service.start`).
+    pub fn start_standin(&self, i: usize) -> anyhow::Result<()> {
+        let start = layout::standin_start(&self.plan.hosts[i], &self.bins.standin());
+        let out = Command::new(&start[0]).args(&start[1..]).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "stand-in {i} did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    pub fn standin_pid(&self, i: usize) -> Option<u32> {
+        read_pid_file(&self.plan.hosts[i].service_pid())
+            .ok()
+            .flatten()
+    }
+
+    pub fn signal_standin(&self, i: usize, sig: Sig) -> anyhow::Result<u32> {
+        let pid = self
+            .standin_pid(i)
+            .ok_or_else(|| anyhow::anyhow!("stand-in {i} has no pid file"))?;
+        signal(pid, sig)?;
+        Ok(pid)
+    }
+
+    /// Run drctl with this cluster's config.
+    pub fn drctl(&self, args: &[&str]) -> Output {
+        Command::new(self.bins.drctl())
+            .arg("--config")
+            .arg(self.drctl_config())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("drctl runs")
+    }
+
+    /// `drctl status -o json`, parsed.
+    pub fn status(&self) -> anyhow::Result<StatusView> {
+        let out = self.drctl(&["status", "-o", "json"]);
+        anyhow::ensure!(
+            out.status.success(),
+            "drctl status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Poll `drctl status` until `pred` holds.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&StatusView) -> bool,
+    ) -> anyhow::Result<StatusView> {
+        let pred = &pred;
+        let r = wait_until(what, timeout, || async move {
+            self.status().ok().filter(|v| pred(v))
+        })
+        .await;
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let now = self
+                    .status()
+                    .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+                    .unwrap_or_else(|e| e.to_string());
+                anyhow::bail!("{e}; last status:\n{now}")
+            }
+        }
+    }
+
+    fn logs(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.plan.controllers[0].log()];
+        for h in &self.plan.hosts {
+            v.push(h.agent_log());
+            v.push(h.service_log());
+        }
+        v
+    }
+
+    fn print_logs(&self) {
+        for log in self.logs() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("===== {} (last {} lines) =====", log.display(), tail.len());
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+            eprintln!("(test files kept in {})", self.dir.path().display());
+        }
+        for a in self.agents.iter_mut().flatten() {
+            a.kill();
+        }
+        for i in 0..self.plan.hosts.len() {
+            if let Some(pid) = self.standin_pid(i) {
+                let _ = signal(pid, Sig::Cont);
+                let _ = signal(pid, Sig::Kill);
+            }
+        }
+        if let Some(c) = self.controller.as_mut() {
+            c.kill();
+        }
+        if std::thread::panicking() {
+            // keep the directory for inspection
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            let _ = dir.keep();
+        }
+    }
+}

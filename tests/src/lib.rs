@@ -1,0 +1,10 @@
+//! Test support for erlmcp-dr.
+//!
+//! - [`standin`]: `erlmcp-standin`, a small HTTP service that behaves like erlmcp where
+//!   erlmcp-dr can see it (health, metrics, a data directory it keeps writing, a log in
+//!   erlmcp's style) and can be told to fail in each way the runbook knows.
+//! - [`harness`]: starts the real binaries on free loopback ports in temp dirs, waits for
+//!   conditions by polling, kills everything on drop and prints logs when a test fails.
+
+pub mod harness;
+pub mod standin;

@@ -1,0 +1,162 @@
+//! Live data: receipts written continuously into the data directory, the way erlmcp's
+//! persistence keeps adding files, plus an index that grows and session files that change.
+//! Every file is written to a temporary name and renamed, so a reader never sees half a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::json;
+
+pub struct ReceiptStore {
+    dir: PathBuf,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A receipt id is `<host>-<n>`; only such names are accepted on the way back in.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 96
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !id.starts_with('.')
+}
+
+impl ReceiptStore {
+    pub fn open(dir: &Path) -> std::io::Result<ReceiptStore> {
+        for sub in ["receipts", "index", "sessions", "client"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        Ok(ReceiptStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The next sequence number: continues after existing receipts so a restart never
+    /// overwrites data.
+    pub fn next_seq(&self) -> u64 {
+        let count = |sub: &str| {
+            std::fs::read_dir(self.dir.join(sub))
+                .map(|rd| rd.count() as u64)
+                .unwrap_or(0)
+        };
+        let days: u64 = std::fs::read_dir(self.dir.join("receipts"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| {
+                        std::fs::read_dir(e.path())
+                            .map(|r| r.count() as u64)
+                            .unwrap_or(0)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        days + count("client") + 1
+    }
+
+    /// One background receipt: the file, a line in the index, and now and then a session update.
+    pub fn write_background(&self, host: &str, seq: u64) -> std::io::Result<()> {
+        let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let day = &now[..10];
+        let id = format!("{host}-{seq}");
+        let body = json!({
+            "id": id,
+            "host": host,
+            "seq": seq,
+            "ts": now,
+            "kind": "tool_call",
+            "payload": {"tool": "search", "tokens": seq % 997, "ok": true},
+        });
+        write_atomic(
+            &self
+                .dir
+                .join("receipts")
+                .join(day)
+                .join(format!("rcpt-{seq:08}.json")),
+            body.to_string().as_bytes(),
+        )?;
+        let mut index = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("index").join("receipts.idx"))?;
+        writeln!(index, "{seq}\t{id}\t{now}")?;
+        if seq.is_multiple_of(10) {
+            let session = json!({"session": seq % 16, "last_receipt": id, "updated": now});
+            write_atomic(
+                &self
+                    .dir
+                    .join("sessions")
+                    .join(format!("session-{:02}.json", seq % 16)),
+                session.to_string().as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A receipt sent by a client; returns its id.
+    pub fn write_client(
+        &self,
+        host: &str,
+        seq: u64,
+        payload: &serde_json::Value,
+    ) -> std::io::Result<String> {
+        let id = format!("{host}-c{seq}");
+        let body = json!({
+            "id": id,
+            "host": host,
+            "ts": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "payload": payload,
+        });
+        write_atomic(
+            &self.dir.join("client").join(format!("{id}.json")),
+            body.to_string().as_bytes(),
+        )?;
+        Ok(id)
+    }
+
+    pub fn read_client(&self, id: &str) -> std::io::Result<Option<Vec<u8>>> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        match std::fs::read(self.dir.join("client").join(format!("{id}.json"))) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_escape_the_directory() {
+        assert!(valid_id("erlmcp1-c7"));
+        assert!(!valid_id("../etc/passwd"));
+        assert!(!valid_id("a/b"));
+        assert!(!valid_id(""));
+    }
+
+    #[test]
+    fn sequence_continues_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ReceiptStore::open(dir.path()).unwrap();
+        for seq in 1..=12 {
+            s.write_background("h", seq).unwrap();
+        }
+        s.write_client("h", 13, &json!({"x": 1})).unwrap();
+        let again = ReceiptStore::open(dir.path()).unwrap();
+        assert_eq!(again.next_seq(), 14);
+        assert!(again.read_client("h-c13").unwrap().is_some());
+    }
+}
