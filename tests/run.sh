@@ -12,6 +12,8 @@ declare -A PACKAGES=(
   [haproxy]=haproxy      # real load balancer in front of the stand-ins
   [ip]=iproute2          # network namespaces for partition tests
   [curl]=curl            # used by deploy/demo.sh checks and docs examples
+  [erl]=erlang-base      # a real Erlang/OTP node for the Erlang probe (erl, erlc, epmd)
+  [zstd]=zstd            # the human restore path: zstd -dc | tar -x
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do

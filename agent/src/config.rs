@@ -11,6 +11,14 @@ use dr_proto::tls::TlsPaths;
 use hyper::Uri;
 use serde::Deserialize;
 
+mod sections;
+
+pub use sections::{
+    DiagnosticsSettings, Hook, Hooks, LeaseSettings, LogSettings, MemberSettings, RestartSettings,
+};
+
+use crate::probe::erlang::ErlangProbeConfig;
+
 /// Environment overrides use this prefix: `DR_AGENT__REPORT_INTERVAL_MS=250`.
 pub const ENV_PREFIX: &str = "DR_AGENT";
 
@@ -29,6 +37,20 @@ struct RawConfig {
     service: RawService,
     #[serde(default)]
     probes: ProbeSettings,
+    #[serde(default)]
+    member: MemberSettings,
+    #[serde(default)]
+    lease: LeaseSettings,
+    #[serde(default)]
+    hooks: Hooks,
+    #[serde(default)]
+    restart: RestartSettings,
+    #[serde(default)]
+    log: LogSettings,
+    #[serde(default)]
+    erlang: Option<sections::RawErlang>,
+    #[serde(default)]
+    diagnostics: DiagnosticsSettings,
 }
 
 fn default_report_interval_ms() -> u64 {
@@ -121,6 +143,15 @@ pub struct AgentConfig {
     pub tls: Option<TlsPaths>,
     pub service: ServiceConfig,
     pub probes: ProbeSettings,
+    pub member: MemberSettings,
+    pub lease: LeaseSettings,
+    pub hooks: Hooks,
+    pub restart: RestartSettings,
+    pub log: LogSettings,
+    /// The compiled `log.error_pattern`.
+    pub error_regex: regex::Regex,
+    pub erlang: Option<ErlangProbeConfig>,
+    pub diagnostics: DiagnosticsSettings,
 }
 
 fn http_uri(file: &Path, key: &str, s: &str) -> Result<Uri, ConfigError> {
@@ -275,6 +306,31 @@ impl AgentConfig {
                 "must be between 1 and probes.window",
             ));
         }
+        if !(50..=5_000).contains(&raw.lease.renew_interval_ms) {
+            return Err(ConfigError::key(
+                file,
+                "lease.renew_interval_ms",
+                format!("{} is outside 50..=5000", raw.lease.renew_interval_ms),
+            ));
+        }
+        for (name, hook) in [
+            ("promote", &raw.hooks.promote),
+            ("demote", &raw.hooks.demote),
+            ("fence", &raw.hooks.fence),
+        ] {
+            sections::check_hook(file, name, hook)?;
+        }
+        let error_regex = regex::Regex::new(&raw.log.error_pattern).map_err(|e| {
+            ConfigError::key(
+                file,
+                "log.error_pattern",
+                format!("not a valid regular expression: {e}"),
+            )
+        })?;
+        let erlang = match raw.erlang {
+            Some(e) => Some(sections::erlang(file, e)?),
+            None => None,
+        };
         Ok(AgentConfig {
             file: file.to_path_buf(),
             host: raw.host,
@@ -296,8 +352,44 @@ impl AgentConfig {
                 log_file: s.log_file.map(|p| config_file::resolve(file, &p)),
             },
             probes: raw.probes,
+            member: raw.member,
+            lease: raw.lease,
+            hooks: Hooks {
+                promote: raw.hooks.promote.map(|h| resolve_hook(file, h)),
+                demote: raw.hooks.demote.map(|h| resolve_hook(file, h)),
+                fence: raw.hooks.fence.map(|h| resolve_hook(file, h)),
+            },
+            restart: raw.restart,
+            error_regex,
+            log: raw.log,
+            erlang,
+            diagnostics: DiagnosticsSettings {
+                config_files: raw
+                    .diagnostics
+                    .config_files
+                    .iter()
+                    .map(|p| config_file::resolve(file, p))
+                    .collect(),
+                crash_dump: raw
+                    .diagnostics
+                    .crash_dump
+                    .map(|p| config_file::resolve(file, &p)),
+            },
         })
     }
+}
+
+/// Hooks keep their command as written; a relative program path is taken from the config's folder.
+fn resolve_hook(file: &Path, mut h: Hook) -> Hook {
+    if let Some(first) = h.command.first_mut()
+        && first.contains('/')
+        && !first.starts_with('/')
+    {
+        *first = config_file::resolve(file, Path::new(first))
+            .display()
+            .to_string();
+    }
+    h
 }
 
 #[cfg(test)]

@@ -30,9 +30,15 @@ pub fn router(s: HttpState) -> Router {
         .with_state(s)
 }
 
+/// `/primary`: 200 only for a promoted primary with a valid lease (never before the promote
+/// hook finished, never after the lease ran out). `/replica`: 200 for a replica.
 fn role_answer(s: &HttpState, wanted: Role) -> (StatusCode, axum::Json<serde_json::Value>) {
     let view = s.state.role_view();
-    let code = if view.role == wanted {
+    let ok = match wanted {
+        Role::Primary => view.serving_as_primary,
+        _ => view.role == Role::Replica,
+    };
+    let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -43,6 +49,8 @@ fn role_answer(s: &HttpState, wanted: Role) -> (StatusCode, axum::Json<serde_jso
             "host": s.config.host,
             "role": view.role,
             "epoch": view.epoch,
+            "lease_remaining_ms": view.lease_remaining_ms,
+            "fenced": view.fenced,
         })),
     )
 }
@@ -63,6 +71,10 @@ async fn health(State(s): State<HttpState>) -> impl IntoResponse {
         "role": view.role,
         "epoch": view.epoch,
         "primary": view.primary,
+        "serving_as_primary": view.serving_as_primary,
+        "lease_remaining_ms": view.lease_remaining_ms,
+        "fenced": view.fenced,
+        "busy_with": view.busy_with,
         "controller_connected": view.connected,
         "controller_id": view.controller_id,
         "last_report": s.state.last_report(),

@@ -4,7 +4,12 @@
 
 pub mod commands;
 pub mod config;
+pub mod diagnostics;
+pub mod hooks;
 pub mod http_server;
+pub mod lease;
 pub mod probe;
+pub mod role;
+pub mod service_ctl;
 pub mod session;
 pub mod state;

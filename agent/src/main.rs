@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use dr_agent::commands::{self, Ctx};
 use dr_agent::config::AgentConfig;
 use dr_agent::http_server::{self, HttpState};
-use dr_agent::probe::Prober;
+use dr_agent::lease;
+use dr_agent::probe::{Prober, exit_watch};
 use dr_agent::session::Session;
 use dr_agent::state::AgentState;
 use dr_proto::identity::Identity;
@@ -115,7 +117,8 @@ fn main() -> ExitCode {
 
 async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let state = Arc::new(AgentState::open(&config.state_dir)?);
+    let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();
+    let state = Arc::new(AgentState::open(&config.state_dir, effects_tx)?);
     let shutdown = CancellationToken::new();
 
     let listener = tokio::net::TcpListener::bind(config.http_listen)
@@ -127,26 +130,31 @@ async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Res
             )
         })?;
 
-    let (report_tx, report_rx) = watch::channel(None);
-    let prober = {
-        let config = config.clone();
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut prober = Prober::new(config.clone());
-            let mut tick = tokio::time::interval(config.report_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let report = prober.round().await;
-                state.set_last_report(report.clone());
-                let _ = report_tx.send(Some(report));
-            }
-        })
+    let (log_mark, log_marks) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Ctx {
+        config: config.clone(),
+        state: state.clone(),
+        log_mark,
     };
+    let (report_tx, report_rx) = watch::channel(None);
+    let prober = tokio::spawn(probe_loop(
+        config.clone(),
+        state.clone(),
+        report_tx,
+        log_marks,
+        shutdown.clone(),
+    ));
+    let watcher = tokio::spawn(exit_watch::run(
+        config.clone(),
+        state.clone(),
+        shutdown.clone(),
+    ));
+    let lease = tokio::spawn(lease::run(
+        state.clone(),
+        std::time::Duration::from_millis(config.lease.renew_interval_ms),
+        shutdown.clone(),
+    ));
+    let effects = tokio::spawn(commands::run_effects(ctx.clone(), effects_rx));
     let session = tokio::spawn(
         Session {
             config: config.clone(),
@@ -154,6 +162,7 @@ async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Res
             state: state.clone(),
             reports: report_rx,
             shutdown: shutdown.clone(),
+            ctx,
         }
         .run(),
     );
@@ -173,14 +182,70 @@ async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Res
 
     wait_for_signal().await;
     shutdown.cancel();
+    effects.abort();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), async {
         let _ = prober.await;
+        let _ = watcher.await;
+        let _ = lease.await;
         let _ = session.await;
         let _ = http.await;
     })
     .await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Probe every `report_interval` (and at once when the service process exits). A dead service
+/// gives the lease back immediately: nothing to protect, and the controller may fail over
+/// without waiting for the ttl.
+async fn probe_loop(
+    config: Arc<AgentConfig>,
+    state: Arc<AgentState>,
+    reports: watch::Sender<Option<dr_proto::domain::HealthReport>>,
+    mut log_marks: tokio::sync::mpsc::UnboundedReceiver<()>,
+    shutdown: CancellationToken,
+) {
+    let mut prober = Prober::new(config.clone());
+    let mut tick = tokio::time::interval(config.report_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut released_for_death = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            () = state.probe_now.notified() => {}
+        }
+        while log_marks.try_recv().is_ok() {
+            if let Some(l) = prober.log.as_mut() {
+                l.mark_start();
+            }
+        }
+        let report = prober.round(&state).await;
+        let dead = report
+            .process
+            .as_ref()
+            .is_some_and(|p| p.state == dr_proto::domain::ProcessState::NotRunning);
+        let busy = !state.role_snapshot().busy_with.is_empty();
+        if dead && !busy && !released_for_death {
+            let detail = report
+                .process
+                .as_ref()
+                .map(|p| p.detail.clone())
+                .unwrap_or_default();
+            released_for_death = state.with_role(|m| {
+                let fx = m.release(&format!("service died: {detail}"));
+                (!fx.is_empty() || m.released, fx)
+            });
+        } else if !dead && released_for_death && !busy {
+            state.with_role(|m| {
+                m.resume();
+                ((), Vec::new())
+            });
+            released_for_death = false;
+        }
+        state.set_last_report(report.clone());
+        let _ = reports.send(Some(report));
+    }
 }
 
 async fn wait_for_signal() {

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_proto::domain::{
-    AgentMessage, CommandUpdate, ControllerMessage, HealthReport, Hello, UpdateKind,
-};
+use dr_proto::domain::{AgentMessage, ControllerMessage, HealthReport, Hello};
 use dr_proto::pb::agent_session_client::AgentSessionClient;
 use dr_proto::tls::{TlsMaterial, host_of_url};
 use dr_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION, pb};
@@ -17,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::commands;
+use crate::commands::{self, Ctx};
 use crate::config::AgentConfig;
 use crate::state::AgentState;
 
@@ -42,6 +40,7 @@ pub struct Session {
     pub state: Arc<AgentState>,
     pub reports: watch::Receiver<Option<HealthReport>>,
     pub shutdown: CancellationToken,
+    pub ctx: Ctx,
 }
 
 impl Session {
@@ -54,6 +53,7 @@ impl Session {
             let started = Instant::now();
             let result = self.once(&url).await;
             self.state.set_connected(None);
+            self.state.set_link(None);
             if self.shutdown.is_cancelled() {
                 return;
             }
@@ -112,14 +112,16 @@ impl Session {
         let mut client = AgentSessionClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(32);
+        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(256);
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
             host: self.config.host.clone(),
             group: self.config.group.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            capabilities: commands::capabilities(),
+            capabilities: commands::capabilities(&self.config),
             last_epoch_seen: self.state.last_epoch_seen(),
+            priority: self.config.member.priority,
+            no_failover: self.config.member.no_failover,
         };
         let _ = tx.send(AgentMessage::Hello(hello).into()).await;
         let response = client
@@ -133,6 +135,7 @@ impl Session {
         self.state
             .sessions_opened
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.state.set_link(Some(tx.clone()));
         // Send the latest report at once, then every new one.
         self.reports.mark_changed();
         let ended = |reason: String| SessionError::Ended {
@@ -147,7 +150,9 @@ impl Session {
                         return Ok(());
                     }
                     let report = self.reports.borrow_and_update().clone();
-                    if let Some(report) = report {
+                    if let Some(mut report) = report {
+                        // the role part is always current, whatever the probe round saw
+                        report.role_state = Some(self.state.role_snapshot());
                         if tx.send(AgentMessage::Report(report).into()).await.is_err() {
                             return Err(ended("outbound stream closed".into()));
                         }
@@ -175,25 +180,19 @@ impl Session {
                 tracing::info!(controller = %w.controller_id, epoch = %w.epoch, role = %w.role, "session established");
                 self.state.set_connected(Some(w.controller_id));
                 self.state.observe(w.epoch, w.role, w.primary);
+                crate::lease::renew_now(&self.state);
             }
             ControllerMessage::Ack(a) => self.state.observe(a.epoch, a.role, a.primary),
             ControllerMessage::LeaseGrant(g) => {
-                tracing::debug!(request = g.request_id, outcome = ?g.outcome, "lease answer");
+                if let Err(reason) = &g.outcome {
+                    tracing::warn!(request = g.request_id, %reason, "lease refused");
+                }
+                self.state
+                    .with_role(|m| ((), m.lease_answer(g.request_id, g.epoch, g.outcome.clone())));
             }
             ControllerMessage::Command(command) => {
-                let state = self.state.clone();
-                let tx = tx.clone();
-                let host = self.config.host.to_string();
-                tokio::spawn(async move {
-                    let id = command.id.clone();
-                    tracing::info!(command = %id, action = ?command.action, "command received");
-                    let result = commands::execute(&host, &state, command).await;
-                    let update = CommandUpdate {
-                        command_id: id,
-                        update: UpdateKind::Result(result),
-                    };
-                    let _ = tx.send(AgentMessage::CommandUpdate(update).into()).await;
-                });
+                tracing::info!(command = %command.id, epoch = %command.epoch, action = ?command.action, "command received");
+                tokio::spawn(commands::execute(self.ctx.clone(), command, tx.clone()));
             }
         }
     }

@@ -1,16 +1,23 @@
-//! What the agent knows about its place in the group, shared by the session, the command
-//! executor and the HTTP endpoints. The highest epoch seen is persisted in `state_dir`, so a
-//! restarted agent still refuses commands from an older epoch.
+//! What the agent knows about its place in the group, shared by the session, the lease loop,
+//! the command executor and the HTTP endpoints. The highest epoch seen, and whether this host
+//! was primary, are persisted in `state_dir`: a restarted agent still refuses commands from an
+//! older epoch, and a returning old primary still runs its demote hook.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use dr_proto::domain::{Epoch, HealthReport, HostName, Role};
+use dr_proto::pb;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::role::{Effect, RoleMachine};
 
 const STATE_FILE: &str = "agent-state.json";
 
+/// For `/health` and logs.
 #[derive(Clone, Debug, Serialize)]
 pub struct RoleView {
     pub role: Role,
@@ -18,11 +25,17 @@ pub struct RoleView {
     pub primary: Option<HostName>,
     pub controller_id: Option<String>,
     pub connected: bool,
+    pub serving_as_primary: bool,
+    pub lease_remaining_ms: u32,
+    pub fenced: bool,
+    pub busy_with: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Persisted {
     last_epoch_seen: u64,
+    #[serde(default)]
+    was_primary: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +46,17 @@ pub enum StateError {
 
 pub struct AgentState {
     dir: PathBuf,
-    view: Mutex<RoleView>,
+    role: Mutex<RoleMachine>,
+    persisted: Mutex<Persisted>,
     last_epoch_seen: AtomicU64,
+    controller: Mutex<Option<String>>,
     last_report: Mutex<Option<HealthReport>>,
+    /// The outbound half of the current controller session, if any.
+    link: Mutex<Option<mpsc::Sender<pb::AgentMessage>>>,
+    /// Wakes the prober for an immediate round (the service process exited).
+    pub probe_now: tokio::sync::Notify,
+    /// Effects of the role machine waiting to be carried out.
+    effects: mpsc::UnboundedSender<Effect>,
     pub reports_sent: AtomicU64,
     pub sessions_opened: AtomicU64,
 }
@@ -45,7 +66,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AgentState {
-    pub fn open(dir: &Path) -> Result<AgentState, StateError> {
+    pub fn open(
+        dir: &Path,
+        effects: mpsc::UnboundedSender<Effect>,
+    ) -> Result<AgentState, StateError> {
         let err = |message: String| StateError::Dir {
             path: dir.to_path_buf(),
             message,
@@ -61,24 +85,47 @@ impl AgentState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
             Err(e) => return Err(err(format!("cannot read {STATE_FILE}: {e}"))),
         };
+        let mut machine = RoleMachine::default();
+        machine.was_primary_before_restart = persisted.was_primary;
         Ok(AgentState {
             dir: dir.to_path_buf(),
-            view: Mutex::new(RoleView {
-                role: Role::Unknown,
-                epoch: Epoch(persisted.last_epoch_seen),
-                primary: None,
-                controller_id: None,
-                connected: false,
-            }),
+            role: Mutex::new(machine),
             last_epoch_seen: AtomicU64::new(persisted.last_epoch_seen),
+            persisted: Mutex::new(persisted),
+            controller: Mutex::new(None),
             last_report: Mutex::new(None),
+            link: Mutex::new(None),
+            probe_now: tokio::sync::Notify::new(),
+            effects,
             reports_sent: AtomicU64::new(0),
             sessions_opened: AtomicU64::new(0),
         })
     }
 
     pub fn role_view(&self) -> RoleView {
-        lock(&self.view).clone()
+        let now = Instant::now();
+        let m = lock(&self.role);
+        let snap = m.snapshot(now);
+        let controller = lock(&self.controller).clone();
+        RoleView {
+            role: snap.role,
+            epoch: m.told_epoch,
+            primary: m.primary.clone(),
+            connected: controller.is_some(),
+            controller_id: controller,
+            serving_as_primary: m.serving_as_primary(now),
+            lease_remaining_ms: snap.lease_remaining_ms,
+            fenced: snap.fenced,
+            busy_with: snap.busy_with,
+        }
+    }
+
+    pub fn serving_as_primary(&self) -> bool {
+        lock(&self.role).serving_as_primary(Instant::now())
+    }
+
+    pub fn role_snapshot(&self) -> dr_proto::domain::AgentRoleState {
+        lock(&self.role).snapshot(Instant::now())
     }
 
     pub fn last_epoch_seen(&self) -> Epoch {
@@ -86,11 +133,29 @@ impl AgentState {
     }
 
     pub fn set_connected(&self, controller_id: Option<String>) {
-        let mut v = lock(&self.view);
-        v.connected = controller_id.is_some();
-        if controller_id.is_some() {
-            v.controller_id = controller_id;
+        *lock(&self.controller) = controller_id;
+    }
+
+    pub fn set_link(&self, link: Option<mpsc::Sender<pb::AgentMessage>>) {
+        *lock(&self.link) = link;
+    }
+
+    /// Send to the controller if a session is up (best effort: lease messages are repeated, or
+    /// made moot by time).
+    pub fn send(&self, m: pb::AgentMessage) -> bool {
+        match lock(&self.link).as_ref() {
+            Some(tx) => tx.try_send(m).is_ok(),
+            None => false,
         }
+    }
+
+    /// Run `f` on the role machine and queue the effects it asks for.
+    pub fn with_role<T>(&self, f: impl FnOnce(&mut RoleMachine) -> (T, Vec<Effect>)) -> T {
+        let (out, fx) = f(&mut lock(&self.role));
+        for e in fx {
+            let _ = self.effects.send(e);
+        }
+        out
     }
 
     /// Take in what the controller said about epoch and role.
@@ -99,30 +164,38 @@ impl AgentState {
         if epoch < seen {
             tracing::warn!(%epoch, last_seen = %seen, "controller speaks of an older epoch than this agent has seen");
         }
-        {
-            let mut v = lock(&self.view);
-            if v.role != role || v.epoch != epoch {
-                tracing::info!(%epoch, role = %role, primary = ?primary, "role update");
-            }
-            v.role = role;
-            v.epoch = epoch;
-            v.primary = primary;
+        let before = {
+            let m = lock(&self.role);
+            (m.told_role, m.told_epoch)
+        };
+        if before != (role, epoch) {
+            tracing::info!(%epoch, role = %role, primary = ?primary.as_ref().map(|p| p.to_string()), "role update");
         }
+        self.with_role(|m| ((), m.told(role, epoch, primary)));
         if epoch > seen {
             self.last_epoch_seen.store(epoch.0, Ordering::SeqCst);
-            if let Err(e) = self.persist(epoch) {
-                tracing::error!(error = %e, "cannot persist the epoch seen");
-            }
+            self.update_persisted(|p| p.last_epoch_seen = epoch.0);
         }
     }
 
-    fn persist(&self, epoch: Epoch) -> std::io::Result<()> {
+    /// Remember whether this host is (or was) primary, across agent restarts.
+    pub fn set_was_primary(&self, was: bool) {
+        self.update_persisted(|p| p.was_primary = was);
+    }
+
+    fn update_persisted(&self, f: impl FnOnce(&mut Persisted)) {
+        let mut p = lock(&self.persisted);
+        f(&mut p);
+        if let Err(e) = self.write(&p) {
+            tracing::error!(error = %e, "cannot persist the agent state");
+        }
+    }
+
+    fn write(&self, p: &Persisted) -> std::io::Result<()> {
         use std::io::Write;
         let file = self.dir.join(STATE_FILE);
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let body = serde_json::to_vec(&Persisted {
-            last_epoch_seen: epoch.0,
-        })?;
+        let body = serde_json::to_vec(p)?;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&body)?;
         f.sync_all()?;
@@ -143,23 +216,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn highest_epoch_survives_a_restart_and_never_goes_down() {
+    fn highest_epoch_and_primary_history_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
         {
-            let s = AgentState::open(dir.path()).unwrap();
+            let s = AgentState::open(dir.path(), tx.clone()).unwrap();
             s.observe(Epoch(4), Role::Replica, None);
             s.observe(Epoch(2), Role::Replica, None);
+            s.set_was_primary(true);
             assert_eq!(s.last_epoch_seen(), Epoch(4));
         }
-        let s = AgentState::open(dir.path()).unwrap();
+        let s = AgentState::open(dir.path(), tx).unwrap();
         assert_eq!(s.last_epoch_seen(), Epoch(4));
+        // a returning old primary runs its demote hook when told it is a replica now
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let s2 = AgentState::open(dir.path(), tx2).unwrap();
+        s2.observe(Epoch(5), Role::Replica, None);
+        assert_eq!(rx2.try_recv().unwrap(), Effect::Demote);
+        drop(s);
     }
 
     #[test]
     fn corrupt_state_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
-        let e = AgentState::open(dir.path()).err().unwrap().to_string();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let e = AgentState::open(dir.path(), tx).err().unwrap().to_string();
         assert!(e.contains("corrupt"), "{e}");
     }
 }

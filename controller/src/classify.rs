@@ -6,7 +6,8 @@
 //! critical). Pure: no clock, no I/O.
 
 use dr_proto::domain::{
-    Health, HealthReport, HttpClass, HttpProbe, MetricsProbe, PortState, ProcessState,
+    ErlangProbe, Health, HealthReport, HostProbe, HttpClass, HttpProbe, MetricsProbe, PortState,
+    ProcessState,
 };
 use serde::Deserialize;
 
@@ -61,6 +62,9 @@ pub struct Thresholds {
     pub memory_bytes: Band,
     pub connections: Band,
     pub queue_depth: Band,
+    /// Free space on the data directory's filesystem, in percent: below `yellow` is a warning,
+    /// below `red` critical (lower is worse, unlike the other bands).
+    pub disk_free_percent_min: Band,
 }
 
 impl Default for Thresholds {
@@ -72,6 +76,7 @@ impl Default for Thresholds {
             memory_bytes: Band::new(500.0 * MIB, GIB),
             connections: Band::new(1000.0, 5000.0),
             queue_depth: Band::new(100.0, 1000.0),
+            disk_free_percent_min: Band::new(15.0, 5.0),
         }
     }
 }
@@ -79,6 +84,7 @@ impl Default for Thresholds {
 impl Thresholds {
     /// Each band with its config key, for validation.
     pub fn bands(&self) -> [(&'static str, &Band); 6] {
+        // disk_free_percent_min is checked separately (its yellow is above its red)
         [
             ("thresholds.response_p99_ms", &self.response_p99_ms),
             ("thresholds.error_rate", &self.error_rate),
@@ -298,7 +304,95 @@ pub fn classify_report(report: &HealthReport, t: &Thresholds) -> Verdict {
     if let Some(m) = &report.metrics {
         classify_metrics(m, t, &mut out);
     }
+    if let Some(e) = &report.erlang {
+        classify_erlang(e, t, &mut out);
+    }
+    if let Some(h) = &report.host {
+        classify_host(h, t, &mut out);
+    }
+    if let Some(l) = &report.log {
+        match &l.result {
+            Ok(f) => {
+                if let Some(rate) = f.error_rate
+                    && let Some((h, r)) = compare(rate, &t.error_rate, fmt_percent)
+                {
+                    out.add(
+                        h,
+                        format!(
+                            "log error rate {r} ({} error lines in the last minute)",
+                            f.errors_last_minute
+                        ),
+                    );
+                }
+            }
+            Err(e) => out.add(Health::Yellow, format!("log not readable: {e}")),
+        }
+    }
     out.verdict()
+}
+
+fn classify_erlang(e: &ErlangProbe, t: &Thresholds, out: &mut Findings) {
+    if !e.reachable {
+        out.add(
+            Health::Red,
+            format!("Erlang node unreachable: {}", e.reason),
+        );
+        return;
+    }
+    if let Some(v) = e.memory_total_bytes
+        && let Some((h, r)) = compare(v, &t.memory_bytes, fmt_bytes)
+    {
+        let oom = if v > 2.0 * GIB {
+            ", investigate OOM"
+        } else {
+            ""
+        };
+        out.add(h, format!("erlang:memory(total) {r}{oom}"));
+    }
+    if let Some(v) = e.message_queue_len
+        && let Some((h, r)) = compare(v, &t.queue_depth, |v| format!("{v:.0}"))
+    {
+        let meaning = if h == Health::Red {
+            "circuit breaker may open"
+        } else {
+            "backpressure active"
+        };
+        out.add(h, format!("message_queue_len {r}: {meaning}"));
+    }
+    for rpc in &e.rpcs {
+        if let Err(err) = &rpc.outcome {
+            out.add(
+                Health::Yellow,
+                format!("health RPC {} failed: {err}", rpc.name),
+            );
+        }
+    }
+}
+
+fn classify_host(h: &HostProbe, t: &Thresholds, out: &mut Findings) {
+    if let Some((health, r)) = compare(h.cpu_percent, &t.cpu_percent, |v| format!("{v:.0}%")) {
+        out.add(health, format!("host CPU {r}"));
+    }
+    if h.disk_total_bytes > 0 {
+        let free = h.disk_free_bytes as f64 / h.disk_total_bytes as f64 * 100.0;
+        if free < t.disk_free_percent_min.red {
+            out.add(
+                Health::Red,
+                format!(
+                    "data disk {free:.1}% free < {:.0}% (critical): backups and restores will fail",
+                    t.disk_free_percent_min.red
+                ),
+            );
+        } else if free < t.disk_free_percent_min.yellow {
+            out.add(
+                Health::Yellow,
+                format!(
+                    "data disk {free:.1}% free < {:.0}% (warning)",
+                    t.disk_free_percent_min.yellow
+                ),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +432,7 @@ mod tests {
                     ..Default::default()
                 }),
             }),
+            ..Default::default()
         }
     }
 

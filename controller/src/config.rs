@@ -12,6 +12,7 @@ use dr_proto::tls::TlsPaths;
 use serde::Deserialize;
 
 use crate::classify::Thresholds;
+use crate::decide::Settings;
 
 /// Environment overrides use this prefix: `DR_CONTROLLER__LISTEN=0.0.0.0:7400`.
 pub const ENV_PREFIX: &str = "DR_CONTROLLER";
@@ -30,8 +31,140 @@ struct RawConfig {
     health: HealthSettings,
     #[serde(default)]
     thresholds: Thresholds,
+    #[serde(default)]
+    failover: FailoverSettings,
+    #[serde(default)]
+    restart: RestartSettings,
+    #[serde(default)]
+    escalation: EscalationSettings,
+    #[serde(default)]
+    notify: NotifySettings,
     #[serde(default, rename = "group")]
     groups: Vec<GroupConfig>,
+}
+
+/// `[failover]`: leases and automatic failover.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverSettings {
+    pub lease_ttl_ms: u64,
+    pub lease_margin_ms: u64,
+    pub suspect_after_ms: u64,
+    pub cooldown_s: u64,
+    pub max_replication_lag_ms: Option<f64>,
+    pub promote_timeout_ms: u64,
+    pub demote_timeout_ms: u64,
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        let d = Settings::default();
+        FailoverSettings {
+            lease_ttl_ms: d.lease_ttl.as_millis() as u64,
+            lease_margin_ms: d.lease_margin.as_millis() as u64,
+            suspect_after_ms: d.suspect_after.as_millis() as u64,
+            cooldown_s: d.failover_cooldown.as_secs(),
+            max_replication_lag_ms: d.max_replication_lag_ms,
+            promote_timeout_ms: d.promote_timeout.as_millis() as u64,
+            demote_timeout_ms: d.demote_timeout.as_millis() as u64,
+        }
+    }
+}
+
+/// `[restart]`: Procedure 1, automated.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartSettings {
+    pub budget: u32,
+    pub window_s: u64,
+    pub backoff_s: u64,
+    pub timeout_s: u64,
+    pub hung_reports: u32,
+}
+
+impl Default for RestartSettings {
+    fn default() -> Self {
+        let d = Settings::default();
+        RestartSettings {
+            budget: d.restart_budget,
+            window_s: d.restart_window.as_secs(),
+            backoff_s: d.restart_backoff.as_secs(),
+            timeout_s: d.restart_timeout.as_secs(),
+            hung_reports: d.hung_reports,
+        }
+    }
+}
+
+/// `[escalation]`: when an open incident escalates (runbook ESCALATION PATH).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationSettings {
+    /// Seconds after opening for each step; the first is the first alert.
+    pub steps_s: Vec<u64>,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> Self {
+        EscalationSettings {
+            steps_s: Settings::default()
+                .escalation_steps
+                .iter()
+                .map(|d| d.as_secs())
+                .collect(),
+        }
+    }
+}
+
+/// `[notify]`: webhook receivers, routed by incident category (runbook CONTACT MATRIX).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySettings {
+    /// Attempts per notification (with backoff) before giving up.
+    pub attempts: Option<u32>,
+    #[serde(rename = "receiver")]
+    pub receivers: Vec<Receiver>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    pub name: String,
+    /// http:// URL receiving a JSON POST (`text` field is Slack-compatible).
+    pub url: String,
+    /// Incident categories routed here (empty: all).
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Lowest escalation step sent here (0: from the first alert).
+    #[serde(default)]
+    pub min_step: u32,
+    /// File holding a bearer token (mode 0600); never logged.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[group.lb]`: how the controller repoints the load balancer.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, tag = "driver", rename_all = "snake_case")]
+pub enum LbConfig {
+    /// HAProxy runtime API over its admin socket.
+    Haproxy {
+        socket: PathBuf,
+        backend: String,
+        /// HAProxy server name per host, when they differ from the host names.
+        #[serde(default)]
+        servers: std::collections::BTreeMap<String, String>,
+    },
+    /// A command run with ERLMCP_DR_GROUP, ERLMCP_DR_EPOCH, ERLMCP_DR_NEW_PRIMARY and
+    /// ERLMCP_DR_OLD_PRIMARY in its environment; exit 0 means done.
+    Exec {
+        command: Vec<String>,
+        #[serde(default = "default_exec_timeout")]
+        timeout_ms: u64,
+    },
+}
+
+fn default_exec_timeout() -> u64 {
+    10_000
 }
 
 fn default_listen() -> SocketAddr {
@@ -66,6 +199,12 @@ pub struct GroupConfig {
     /// The primary at first start. Without it, the first member to connect becomes primary.
     #[serde(default)]
     pub primary: Option<HostName>,
+    /// How to repoint the load balancer (none: LBs poll the agents' /primary).
+    #[serde(default)]
+    pub lb: Option<LbConfig>,
+    /// A request through the load balancer that the new primary must answer (http://...).
+    #[serde(default)]
+    pub smoke_url: Option<String>,
 }
 
 /// The validated configuration.
@@ -80,6 +219,8 @@ pub struct ControllerConfig {
     pub tls: Option<TlsPaths>,
     pub stale_after: Duration,
     pub thresholds: Thresholds,
+    pub decide: Settings,
+    pub notify: NotifySettings,
     pub groups: Vec<GroupConfig>,
 }
 
@@ -140,9 +281,95 @@ impl ControllerConfig {
                 ));
             }
         }
+        let d = &raw.thresholds.disk_free_percent_min;
+        if !(0.0..=100.0).contains(&d.red) || !(0.0..=100.0).contains(&d.yellow) || d.red > d.yellow
+        {
+            return Err(ConfigError::key(
+                file,
+                "thresholds.disk_free_percent_min",
+                "percentages with red at or below yellow, e.g. yellow = 15.0, red = 5.0",
+            ));
+        }
         for (key, band) in raw.thresholds.bands() {
             if let Some(problem) = band.problem() {
                 return Err(ConfigError::key(file, key, problem));
+            }
+        }
+        let f = raw.failover.clone();
+        if f.lease_ttl_ms < 200 {
+            return Err(ConfigError::key(
+                file,
+                "failover.lease_ttl_ms",
+                "must be at least 200",
+            ));
+        }
+        if f.suspect_after_ms == 0 || f.promote_timeout_ms == 0 || f.demote_timeout_ms == 0 {
+            return Err(ConfigError::key(
+                file,
+                "failover",
+                "durations must be above 0",
+            ));
+        }
+        if raw.escalation.steps_s.is_empty()
+            || raw.escalation.steps_s.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(ConfigError::key(
+                file,
+                "escalation.steps_s",
+                "must be a non-empty, increasing list of seconds, e.g. [0, 300, 900, 1800]",
+            ));
+        }
+        for (i, r) in raw.notify.receivers.iter().enumerate() {
+            if !r.url.starts_with("http://") && !r.url.starts_with("https://") {
+                return Err(ConfigError::key(
+                    file,
+                    format!("notify.receiver[{i}].url"),
+                    format!("{:?} is not an http:// URL", r.url),
+                ));
+            }
+            if r.url.starts_with("https://") {
+                return Err(ConfigError::key(
+                    file,
+                    format!("notify.receiver[{i}].url"),
+                    "https webhooks are not supported by this build: point it at a local relay over http://",
+                ));
+            }
+            for c in &r.categories {
+                if c.parse::<dr_proto::domain::Category>().is_err() {
+                    return Err(ConfigError::key(
+                        file,
+                        format!("notify.receiver[{i}].categories"),
+                        format!("unknown category {c:?}"),
+                    ));
+                }
+            }
+        }
+        for (i, g) in raw.groups.iter().enumerate() {
+            if let Some(url) = &g.smoke_url
+                && !url.starts_with("http://")
+            {
+                return Err(ConfigError::key(
+                    file,
+                    format!("group[{i}].smoke_url"),
+                    format!("{url:?} must be an http:// URL"),
+                ));
+            }
+            match &g.lb {
+                Some(LbConfig::Exec { command, .. }) if command.is_empty() => {
+                    return Err(ConfigError::key(
+                        file,
+                        format!("group[{i}].lb.command"),
+                        "empty",
+                    ));
+                }
+                Some(LbConfig::Haproxy { backend, .. }) if backend.is_empty() => {
+                    return Err(ConfigError::key(
+                        file,
+                        format!("group[{i}].lb.backend"),
+                        "empty",
+                    ));
+                }
+                _ => {}
             }
         }
         if raw.health.stale_after_ms < 100 {
@@ -160,8 +387,59 @@ impl ControllerConfig {
             data_dir: config_file::resolve(file, &raw.data_dir),
             tls,
             stale_after: Duration::from_millis(raw.health.stale_after_ms),
+            decide: Settings {
+                lease_ttl: Duration::from_millis(f.lease_ttl_ms),
+                lease_margin: Duration::from_millis(f.lease_margin_ms),
+                suspect_after: Duration::from_millis(f.suspect_after_ms),
+                failover_cooldown: Duration::from_secs(f.cooldown_s),
+                max_replication_lag_ms: f.max_replication_lag_ms,
+                promote_timeout: Duration::from_millis(f.promote_timeout_ms),
+                demote_timeout: Duration::from_millis(f.demote_timeout_ms),
+                restart_budget: raw.restart.budget,
+                restart_window: Duration::from_secs(raw.restart.window_s),
+                restart_backoff: Duration::from_secs(raw.restart.backoff_s),
+                restart_timeout: Duration::from_secs(raw.restart.timeout_s.max(1)),
+                hung_reports: raw.restart.hung_reports.max(1),
+                escalation_steps: raw
+                    .escalation
+                    .steps_s
+                    .iter()
+                    .map(|s| Duration::from_secs(*s))
+                    .collect(),
+                ..Settings::default()
+            },
             thresholds: raw.thresholds,
-            groups: raw.groups,
+            notify: NotifySettings {
+                receivers: raw
+                    .notify
+                    .receivers
+                    .into_iter()
+                    .map(|r| Receiver {
+                        token_file: r.token_file.map(|p| config_file::resolve(file, &p)),
+                        ..r
+                    })
+                    .collect(),
+                ..raw.notify
+            },
+            groups: raw
+                .groups
+                .into_iter()
+                .map(|g| GroupConfig {
+                    lb: g.lb.map(|lb| match lb {
+                        LbConfig::Haproxy {
+                            socket,
+                            backend,
+                            servers,
+                        } => LbConfig::Haproxy {
+                            socket: config_file::resolve(file, &socket),
+                            backend,
+                            servers,
+                        },
+                        other => other,
+                    }),
+                    ..g
+                })
+                .collect(),
         })
     }
 }

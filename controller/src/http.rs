@@ -9,12 +9,11 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 
-use crate::metrics::{ControllerFacts, render};
-use crate::service::Controller;
+use crate::service::Shared;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
-pub fn router(controller: Arc<Controller>) -> Router {
+pub fn router(controller: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/api/v1/status", get(api_status))
@@ -27,21 +26,31 @@ async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD)
 }
 
-async fn api_status(State(ctl): State<Arc<Controller>>) -> impl IntoResponse {
-    axum::Json(ctl.status_view())
+fn unavailable(e: tonic::Status) -> axum::response::Response {
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        e.message().to_string(),
+    )
+        .into_response()
 }
 
-async fn metrics(State(ctl): State<Arc<Controller>>) -> impl IntoResponse {
-    let view = ctl.status_view();
-    let facts = ControllerFacts {
-        sessions_opened_total: ctl.sessions_opened(),
-        last_applied: ctl.last_applied(),
-    };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        render(&view, &facts),
-    )
+async fn api_status(State(ctl): State<Arc<Shared>>) -> axum::response::Response {
+    match ctl.status().await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn metrics(State(ctl): State<Arc<Shared>>) -> axum::response::Response {
+    match ctl.metrics().await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
 }

@@ -2,11 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use dr_controller::config::ControllerConfig;
-use dr_controller::service::Controller;
 use dr_proto::tls::TlsMaterial;
 use tokio_util::sync::CancellationToken;
 
@@ -119,9 +117,12 @@ async fn run_controller(
     insecure_dev: bool,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let ctl = Arc::new(Controller::open(config, insecure_dev, shutdown.clone())?);
-    tokio::spawn(wait_for_signal(shutdown));
-    dr_controller::server::serve(ctl, tls).await?;
+    let (shared, runtime) = dr_controller::service::start(config, insecure_dev, shutdown.clone())?;
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let served = dr_controller::server::serve(shared, tls).await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), runtime).await;
+    served?;
     tracing::info!("controller stopped");
     Ok(())
 }

@@ -41,6 +41,10 @@ impl Family<'_> {
 pub struct ControllerFacts {
     pub sessions_opened_total: u64,
     pub last_applied: u64,
+    /// Restarts sent per member since the controller started.
+    pub restarts_total: Vec<(crate::decide::MemberKey, u64)>,
+    /// Open incidents per group.
+    pub incidents_open: Vec<(dr_proto::domain::GroupName, u64)>,
 }
 
 pub fn render(view: &StatusView, facts: &ControllerFacts) -> String {
@@ -197,6 +201,8 @@ mod tests {
                 epoch: Epoch(3),
                 primary: Some(HostName::new("a").unwrap()),
                 mode: Mode::Automatic,
+                transition: None,
+                open_incidents: 0,
                 members: vec![MemberView {
                     host: HostName::new("a").unwrap(),
                     role: Role::Primary,

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
-use crate::service::Controller;
+use crate::service::Shared;
 use crate::service::admin::AdminService;
 use crate::service::agent_session::AgentSessionService;
 
@@ -34,7 +34,7 @@ pub enum ServeError {
 /// How long in-flight work gets after shutdown was requested before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-pub async fn serve(ctl: Arc<Controller>, tls: Option<TlsMaterial>) -> Result<(), ServeError> {
+pub async fn serve(ctl: Arc<Shared>, tls: Option<TlsMaterial>) -> Result<(), ServeError> {
     let config = &ctl.config;
     let grpc_listener =
         TcpListener::bind(config.listen)
@@ -65,12 +65,12 @@ pub async fn serve(ctl: Arc<Controller>, tls: Option<TlsMaterial>) -> Result<(),
             .map_err(|e| ServeError::Tls(e.to_string()))?;
     }
     let agents = AgentSessionServer::new(AgentSessionService {
-        controller: ctl.clone(),
+        shared: ctl.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService {
-        controller: ctl.clone(),
+        shared: ctl.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(4 * MAX_MESSAGE_BYTES);

@@ -1,24 +1,12 @@
-//! Builds the status view (`drctl status`, `/api/v1/status`, dashboard, metrics) from desired
-//! state, observed state and the current instant. Pure.
+//! Builds the status view (`drctl status`, `/api/v1/status`, dashboard, metrics) from the
+//! decision core's desired and observed state at one instant. Pure.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dr_proto::domain::{GroupView, Health, MemberView, Role, StatusView};
 
-use crate::classify::{Thresholds, Verdict, classify_report};
-use crate::observed::{MemberObservation, Observed};
-use crate::state::ControllerState;
-
-/// What the view needs to know about the answering controller.
-#[derive(Clone, Debug)]
-pub struct ViewContext<'a> {
-    pub controller_id: &'a str,
-    pub leader: bool,
-    pub now: Instant,
-    pub now_unix_ms: u64,
-    pub stale_after: Duration,
-    pub thresholds: &'a Thresholds,
-}
+use crate::classify::Verdict;
+use crate::decide::{Decider, MemberObs, Now};
 
 fn ago(d: Duration) -> String {
     if d < Duration::from_secs(10) {
@@ -29,32 +17,36 @@ fn ago(d: Duration) -> String {
 }
 
 /// Health of one member from what we observed.
-pub fn member_verdict(obs: Option<&MemberObservation>, ctx: &ViewContext<'_>) -> Verdict {
+pub fn member_verdict(obs: Option<&MemberObs>, now: Now, stale_after: Duration) -> Verdict {
     let Some(obs) = obs.filter(|o| o.last_seen.is_some()) else {
         return Verdict::unknown("agent has not connected to this controller since it started");
     };
-    if obs.session_id.is_none() {
+    if obs.session.is_none() {
         let since = obs
             .disconnected_at
-            .map(|t| format!(" {} ago", ago(ctx.now.saturating_duration_since(t))))
+            .map(|t| format!(" {} ago", ago(now.mono.saturating_sub(t))))
             .unwrap_or_default();
         return Verdict::unknown(format!("agent disconnected{since}"));
     }
-    let (Some(report), Some(at)) = (&obs.last_report, obs.last_report_at) else {
+    let (Some(verdict), Some(at)) = (&obs.verdict, obs.last_report_at) else {
         return Verdict::unknown("agent connected, no health report yet");
     };
-    let age = ctx.now.saturating_duration_since(at);
-    if age > ctx.stale_after {
+    let age = now.mono.saturating_sub(at);
+    if age > stale_after {
         return Verdict::unknown(format!("no health report for {}", ago(age)));
     }
-    classify_report(report, ctx.thresholds)
+    verdict.clone()
 }
 
+/// The status of every group as `controller_id` sees it at `now`.
 pub fn build_status(
-    state: &ControllerState,
-    observed: &Observed,
-    ctx: &ViewContext<'_>,
+    d: &Decider,
+    controller_id: &str,
+    leader: bool,
+    now: Now,
+    stale_after: Duration,
 ) -> StatusView {
+    let state = d.desired();
     let groups = state
         .groups
         .iter()
@@ -63,15 +55,22 @@ pub fn build_status(
                 .members
                 .keys()
                 .map(|host| {
-                    let obs = observed.get(&(name.clone(), host.clone()));
-                    let verdict = member_verdict(obs, ctx);
+                    let key = (name.clone(), host.clone());
+                    let obs = d.member(&key);
+                    let verdict = member_verdict(obs, now, stale_after);
                     let role = if g.primary.as_ref() == Some(host) {
                         Role::Primary
-                    } else if obs.is_some() {
+                    } else if obs.is_some_and(MemberObs::fenced) {
+                        Role::Fenced
+                    } else if obs.is_some_and(|o| o.last_seen.is_some()) {
                         Role::Replica
                     } else {
                         Role::Unknown
                     };
+                    let lease_remaining_ms = (role == Role::Primary)
+                        .then(|| d.lease_remaining(&key, now))
+                        .flatten()
+                        .map(|r| r.as_millis() as u64);
                     MemberView {
                         host: host.clone(),
                         role,
@@ -79,9 +78,9 @@ pub fn build_status(
                         reasons: verdict.reasons,
                         last_seen_ms: obs
                             .and_then(|o| o.last_seen)
-                            .map(|t| ctx.now.saturating_duration_since(t).as_millis() as u64),
-                        lease_remaining_ms: None,
-                        connected: obs.is_some_and(|o| o.session_id.is_some()),
+                            .map(|t| now.mono.saturating_sub(t).as_millis() as u64),
+                        lease_remaining_ms,
+                        connected: obs.is_some_and(MemberObs::connected),
                         agent_version: obs.map(|o| o.agent_version.clone()).unwrap_or_default(),
                         last_report: obs.and_then(|o| o.last_report.clone()),
                     }
@@ -93,13 +92,29 @@ pub fn build_status(
                 primary: g.primary.clone(),
                 mode: g.mode,
                 members,
+                transition: g.transition.as_ref().map(|t| {
+                    format!(
+                        "{} {} → {} at epoch {} ({:?})",
+                        t.kind,
+                        t.from.as_ref().map(|h| h.as_str()).unwrap_or("none"),
+                        t.to,
+                        t.epoch,
+                        t.phase
+                    )
+                    .to_lowercase()
+                }),
+                open_incidents: state
+                    .incidents
+                    .values()
+                    .filter(|i| i.is_open() && &i.group == name)
+                    .count() as u32,
             }
         })
         .collect();
     StatusView {
-        controller_id: ctx.controller_id.to_string(),
-        leader: ctx.leader,
-        generated_at_unix_ms: ctx.now_unix_ms,
+        controller_id: controller_id.to_string(),
+        leader,
+        generated_at_unix_ms: now.unix_ms,
         groups,
     }
 }
@@ -116,58 +131,22 @@ pub fn count_health(view: &StatusView, health: Health) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::StateCommand;
-    use dr_proto::domain::{Epoch, GroupName, HealthReport, HostName};
-
-    fn ctx(now: Instant, t: &Thresholds) -> ViewContext<'_> {
-        ViewContext {
-            controller_id: "c1",
-            leader: true,
-            now,
-            now_unix_ms: 0,
-            stale_after: Duration::from_secs(2),
-            thresholds: t,
-        }
-    }
+    use crate::decide::tests_support::*;
 
     #[test]
-    fn roles_and_liveness_come_out_right() {
-        let g = GroupName::new("g").unwrap();
-        let a = HostName::new("a").unwrap();
-        let b = HostName::new("b").unwrap();
-        let c = HostName::new("c").unwrap();
-        let mut state = ControllerState::default();
-        state
-            .apply(&StateCommand::EnsureGroup {
-                group: g.clone(),
-                initial_primary: Some(a.clone()),
-                at_unix_ms: 0,
-            })
-            .unwrap();
-        for h in [&b, &c] {
-            state
-                .apply(&StateCommand::RegisterMember {
-                    group: g.clone(),
-                    host: h.clone(),
-                    at_unix_ms: 0,
-                })
-                .unwrap();
-        }
-        let t0 = Instant::now();
-        let mut obs = Observed::default();
-        obs.session_opened((g.clone(), a.clone()), 1, "0.1".into(), vec![], t0);
-        obs.report(&(g.clone(), a.clone()), 1, HealthReport::default(), t0);
-        obs.session_opened((g.clone(), b.clone()), 2, "0.1".into(), vec![], t0);
-        obs.report(&(g.clone(), b.clone()), 2, HealthReport::default(), t0);
-        obs.session_closed(&(g.clone(), b.clone()), 2, t0);
-
-        let t = Thresholds::default();
-        let view = build_status(&state, &obs, &ctx(t0 + Duration::from_millis(500), &t));
+    fn roles_liveness_and_lease_come_out_right() {
+        let mut w = World::new(crate::decide::Settings::default(), &["a", "b", "c"]);
+        w.report("a", healthy_report(1));
+        w.report("b", healthy_report(1));
+        w.lease("a", 1);
+        w.close("b");
+        w.t += Duration::from_millis(500);
+        let view = build_status(&w.d, "c1", true, w.now(), Duration::from_secs(2));
         let gv = view.group("g").unwrap();
-        assert_eq!(gv.epoch, Epoch(1));
         let ma = gv.member("a").unwrap();
         assert_eq!((ma.role, ma.health), (Role::Primary, Health::Green));
         assert_eq!(ma.last_seen_ms, Some(500));
+        assert_eq!(ma.lease_remaining_ms, Some(1500));
         let mb = gv.member("b").unwrap();
         assert_eq!((mb.role, mb.health), (Role::Replica, Health::Unknown));
         assert!(
@@ -176,10 +155,10 @@ mod tests {
             mb.reasons
         );
         let mc = gv.member("c").unwrap();
-        assert_eq!((mc.role, mc.health), (Role::Unknown, Health::Unknown));
+        assert_eq!((mc.role, mc.health), (Role::Replica, Health::Green));
 
-        // a connected agent whose reports stopped is stale
-        let view = build_status(&state, &obs, &ctx(t0 + Duration::from_secs(3), &t));
+        w.t += Duration::from_secs(3);
+        let view = build_status(&w.d, "c1", true, w.now(), Duration::from_secs(2));
         let ma = view.group("g").unwrap().member("a").unwrap();
         assert_eq!(ma.health, Health::Unknown);
         assert!(
@@ -187,5 +166,6 @@ mod tests {
             "{:?}",
             ma.reasons
         );
+        assert_eq!(ma.lease_remaining_ms, None);
     }
 }

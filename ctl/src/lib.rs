@@ -1,10 +1,13 @@
 //! drctl as a library: the pieces of the command line that the test harness reuses (PKI, the
 //! demo layout, the status client). The binary is `src/main.rs`.
 
+pub mod actions;
 pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod history;
 pub mod output;
 pub mod pki;
 pub mod status;
+pub mod streams;

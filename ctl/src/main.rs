@@ -11,7 +11,7 @@ use dr_proto::pb;
 use drctl::config::{self, DrctlConfig};
 use drctl::error::{CliError, CliResult};
 use drctl::output::Format;
-use drctl::{client, demo, pki, status};
+use drctl::{actions, client, demo, history, pki, status, streams};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +49,98 @@ enum Cmd {
         host: String,
         #[arg(long, default_value = "erlmcp")]
         group: String,
+    },
+    /// Procedure 1 on one host: stop, start, wait until healthy, check the log.
+    Restart {
+        host: String,
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+    },
+    /// Make another host primary now; works without a healthy primary.
+    Failover {
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        /// The new primary (default: the best healthy candidate).
+        #[arg(long)]
+        to: Option<String>,
+        /// Allow a red or lagging target and skip the cooldown.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        /// Follow the change until the new primary is verified.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Planned change of primary: demote first, then promote (no lease wait).
+    Switchover {
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        #[arg(long)]
+        to: String,
+        /// When: +SECONDS, a duration (30s, 5m) or unix seconds. Default: now.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        force: bool,
+        #[arg(long, short)]
+        yes: bool,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Maintenance: no automatic action (leases are still renewed).
+    Pause {
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+    },
+    /// End maintenance.
+    Resume {
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+    },
+    /// Role changes and incidents, newest first.
+    History {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One incident with its timeline; --report prints the post-incident review (Markdown).
+    Incident {
+        id: u64,
+        #[arg(long)]
+        report: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// The service log of a host.
+    Logs {
+        host: String,
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        #[arg(long, default_value_t = 100)]
+        lines: u32,
+        /// Only lines matching this regular expression.
+        #[arg(long)]
+        grep: Option<String>,
+        /// Keep printing new lines.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// A diagnostics bundle from a host: log tail, redacted configs, crash dump, metrics, probes.
+    Diag {
+        host: String,
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        /// Where to write the bundle (tar.zst).
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        /// MiB of log to include.
+        #[arg(long, default_value_t = 10)]
+        log_mib: u32,
     },
     /// Certificates for controllers, agents and people.
     Pki {
@@ -147,6 +239,76 @@ async fn run(cli: Cli) -> CliResult {
                 .into_inner();
             println!("{} ({} ms round trip)", r.detail, r.round_trip_ms);
             Ok(())
+        }
+        Cmd::Restart { host, group } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            actions::restart(&mut conn, group, host).await
+        }
+        Cmd::Failover {
+            group,
+            to,
+            force,
+            yes,
+            wait,
+        } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            actions::failover(&mut conn, group, to.as_deref(), *force, *yes, *wait).await
+        }
+        Cmd::Switchover {
+            group,
+            to,
+            at,
+            force,
+            yes,
+            wait,
+        } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            actions::switchover(&mut conn, group, to, at.as_deref(), *force, *yes, *wait).await
+        }
+        Cmd::Pause { group } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            actions::set_mode(&mut conn, group, true).await
+        }
+        Cmd::Resume { group } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            actions::set_mode(&mut conn, group, false).await
+        }
+        Cmd::History {
+            output,
+            group,
+            limit,
+        } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            history::history(&mut conn, group.as_deref(), *limit, *output).await
+        }
+        Cmd::Incident { id, report, output } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            let i = history::fetch_incident(&mut conn, *id).await?;
+            if *report {
+                print!("{}", history::report(&i));
+            } else {
+                print!("{}", history::show(&i, *output));
+            }
+            Ok(())
+        }
+        Cmd::Logs {
+            host,
+            group,
+            lines,
+            grep,
+            follow,
+        } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            streams::logs(&mut conn, group, host, *lines, grep.as_deref(), *follow).await
+        }
+        Cmd::Diag {
+            host,
+            group,
+            out,
+            log_mib,
+        } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            streams::diag(&mut conn, group, host, *log_mib, out).await
         }
         Cmd::Pki {
             command:

@@ -8,10 +8,12 @@
 //! - [`tls`]: loading PEM files and building the mTLS configurations.
 //! - [`config_file`]: TOML loading with env overrides and errors that name the key.
 //! - [`process`]: liveness, signals and pid files for the binaries and the test harness.
+//! - [`http_client`]: one-shot HTTP requests that say where they failed (probes, smoke, webhooks).
 
 pub mod config_file;
 pub mod convert;
 pub mod domain;
+pub mod http_client;
 pub mod identity;
 pub mod process;
 pub mod tls;

@@ -54,6 +54,8 @@ fn hello(host: &str) -> pb::AgentMessage {
         agent_version: "test".into(),
         capabilities: vec![],
         last_epoch_seen: Epoch(0),
+        priority: 0,
+        no_failover: false,
     })
     .into()
 }

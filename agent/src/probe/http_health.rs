@@ -7,7 +7,7 @@ use std::time::Duration;
 use dr_proto::domain::{HttpClass, HttpProbe};
 use hyper::Uri;
 
-use super::http_get::{self, GetError};
+use dr_proto::http_client::{self as http_get, GetError};
 
 /// Latency samples kept for the p99 (≈ 1 minute at the default interval).
 const LATENCY_SAMPLES: usize = 120;

@@ -5,8 +5,8 @@ use std::time::Duration;
 use dr_proto::domain::{MetricsProbe, ServiceMetrics};
 use hyper::Uri;
 
-use super::http_get;
 use super::prom_text::value_of;
+use dr_proto::http_client as http_get;
 
 /// Only finite, non-negative values are kept; anything else is not a usable reading.
 fn reading(text: &str, name: &str) -> Option<f64> {
@@ -21,6 +21,7 @@ pub fn parse(text: &str) -> ServiceMetrics {
         error_rate: reading(text, "erlmcp_error_rate"),
         process_count: reading(text, "erlmcp_process_count"),
         uptime_seconds: reading(text, "erlmcp_uptime_seconds"),
+        requests_total: reading(text, "erlmcp_requests_total"),
     }
 }
 

@@ -223,11 +223,20 @@ mod tests {
 
     #[test]
     fn match_finds_a_process_by_command_line() {
+        // unique per run, so parallel test processes cannot match each other's child
+        let arg = format!("30.{}", std::process::id());
+        let pattern = format!("sleep {arg}");
         let mut child = std::process::Command::new("sleep")
-            .arg("30.123456")
+            .arg(&arg)
             .spawn()
             .unwrap();
-        let p = probe(&ProcessLocator::Match("sleep 30.123456".into()));
+        // the child needs a moment to exec (before that its command line is ours)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut p = probe(&ProcessLocator::Match(pattern.clone()));
+        while p.state != ProcessState::Running && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            p = probe(&ProcessLocator::Match(pattern.clone()));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(p.state, ProcessState::Running, "{p:?}");

@@ -1,10 +1,11 @@
-//! The agent side of the gRPC API: one long-lived bidirectional stream per agent.
+//! The agent side of the gRPC API: one long-lived bidirectional stream per agent. Identity and
+//! protocol are checked here; everything else goes to the runtime as events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dr_proto::PROTOCOL_VERSION;
-use dr_proto::domain::{AgentMessage, ControllerMessage, LeaseGrant};
+use dr_proto::domain::AgentMessage;
 use dr_proto::identity::{Identity, Permission};
 use dr_proto::pb;
 use dr_proto::pb::agent_session_server::AgentSession;
@@ -13,14 +14,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::authorize;
-use super::{Controller, Outbox};
-use crate::observed::MemberKey;
+use super::runtime::{Input, Outbox, Shared};
+use crate::decide::{Event, MemberKey};
 
 /// How long an agent has to say hello after opening the stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AgentSessionService {
-    pub controller: Arc<Controller>,
+    pub shared: Arc<Shared>,
 }
 
 #[tonic::async_trait]
@@ -31,8 +32,8 @@ impl AgentSession for AgentSessionService {
         &self,
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let ctl = &self.controller;
-        let identity = authorize(&request, Permission::AgentSession, ctl.insecure_dev)?;
+        let shared = &self.shared;
+        let identity = authorize(&request, Permission::AgentSession, shared.insecure_dev)?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -58,27 +59,32 @@ impl AgentSession for AgentSessionService {
                 hello.host
             )));
         }
-        let (tx, rx) = mpsc::channel(64);
-        let (session_id, welcome) = ctl.open_session(&hello, tx.clone())?;
-        tx.send(Ok(ControllerMessage::Welcome(welcome).into()))
-            .await
-            .map_err(|_| Status::cancelled("agent went away"))?;
-        let key = (hello.group, hello.host);
-        tokio::spawn(run_session(ctl.clone(), key, session_id, inbound, tx));
+        let (tx, rx) = mpsc::channel(256);
+        let session = shared.new_session_id();
+        let key = (hello.group.clone(), hello.host.clone());
+        shared
+            .send(Input::SessionOpened {
+                key: key.clone(),
+                session,
+                hello,
+                outbox: tx.clone(),
+            })
+            .await?;
+        tokio::spawn(run_session(shared.clone(), key, session, inbound, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
 async fn run_session(
-    ctl: Arc<Controller>,
+    shared: Arc<Shared>,
     key: MemberKey,
-    session_id: u64,
+    session: u64,
     mut inbound: Streaming<pb::AgentMessage>,
     tx: Outbox,
 ) {
     loop {
         let next = tokio::select! {
-            () = ctl.shutdown.cancelled() => {
+            () = shared.shutdown.cancelled() => {
                 let _ = tx.send(Err(Status::unavailable("controller shutting down"))).await;
                 break;
             }
@@ -101,34 +107,38 @@ async fn run_session(
                 break;
             }
         };
-        match message {
+        let key = key.clone();
+        let sent = match message {
             AgentMessage::Report(report) => {
-                let Some(ack) = ctl.record_report(&key, session_id, report) else {
-                    break;
-                };
-                if tx
-                    .send(Ok(ControllerMessage::Ack(ack).into()))
+                shared
+                    .agent_event(Event::Report {
+                        key,
+                        session,
+                        report,
+                    })
                     .await
-                    .is_err()
-                {
-                    break;
-                }
             }
-            AgentMessage::LeaseRequest(req) => {
-                let refusal = LeaseGrant {
-                    request_id: req.request_id,
-                    epoch: req.epoch,
-                    outcome: Err("this controller does not grant leases".into()),
-                };
-                if tx
-                    .send(Ok(ControllerMessage::LeaseGrant(refusal).into()))
+            AgentMessage::LeaseRequest(request) => {
+                shared
+                    .agent_event(Event::LeaseRequest {
+                        key,
+                        session,
+                        request,
+                    })
                     .await
-                    .is_err()
-                {
-                    break;
-                }
             }
-            AgentMessage::CommandUpdate(update) => ctl.command_update(&key, update),
+            AgentMessage::LeaseRelease(release) => {
+                shared
+                    .agent_event(Event::LeaseRelease {
+                        key,
+                        session,
+                        release,
+                    })
+                    .await
+            }
+            AgentMessage::CommandUpdate(update) => {
+                shared.send(Input::CommandUpdate { key, update }).await
+            }
             AgentMessage::Hello(_) => {
                 let _ = tx
                     .send(Err(Status::failed_precondition(
@@ -137,7 +147,12 @@ async fn run_session(
                     .await;
                 break;
             }
+        };
+        if sent.is_err() {
+            break;
         }
     }
-    ctl.close_session(&key, session_id);
+    let _ = shared
+        .agent_event(Event::SessionClosed { key, session })
+        .await;
 }

@@ -1,24 +1,39 @@
 //! The controller's desired state and its single entry point, [`ControllerState::apply`].
 //!
-//! Every change to what the controller has decided (groups, members, epochs, primaries, mode)
-//! is a [`StateCommand`] applied here. This function is pure and deterministic so the same log
-//! of commands always yields the same state: today the log lives in redb ([`store`]); the
-//! controller-HA work puts openraft's replicated log underneath without changing this file.
+//! Every change to what the controller has decided (groups, members, epochs, primaries, mode,
+//! transitions in progress, incidents, role-change history) is a [`StateCommand`] applied here.
+//! This function is pure and deterministic so the same log of commands always yields the same
+//! state: today the log lives in redb ([`store`]); the controller-HA work puts openraft's
+//! replicated log underneath without changing this file.
 //!
-//! Observed state (what agents last reported) is not here: it lives in memory only
-//! (`crate::observed`) and is rebuilt from the agents after a restart.
+//! Observed state (what agents last reported, leases as granted) is not here: it lives in the
+//! decision core's memory (`crate::decide`) and is rebuilt from the agents after a restart.
 
 pub mod store;
 
 use std::collections::BTreeMap;
 
-use dr_proto::domain::{Epoch, GroupName, HostName, Mode};
+use dr_proto::domain::{
+    ChangeKind, Epoch, GroupName, HostName, Incident, IncidentId, Mode, Phase, RoleChange,
+    TimelineEntry,
+};
 use serde::{Deserialize, Serialize};
 
-/// Everything the controller has decided, per group.
+/// Role changes kept in the history (older ones are dropped).
+pub const HISTORY_KEEP: usize = 1000;
+/// Resolved incidents kept (open ones are always kept).
+pub const RESOLVED_INCIDENTS_KEEP: usize = 1000;
+
+/// Everything the controller has decided.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControllerState {
     pub groups: BTreeMap<GroupName, GroupState>,
+    #[serde(default)]
+    pub incidents: BTreeMap<IncidentId, Incident>,
+    #[serde(default)]
+    pub next_incident_id: IncidentId,
+    #[serde(default)]
+    pub role_changes: Vec<RoleChange>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,11 +43,60 @@ pub struct GroupState {
     pub primary: Option<HostName>,
     pub mode: Mode,
     pub members: BTreeMap<HostName, MemberRecord>,
+    /// A change of primary in progress (persisted so a restarted or new leader continues it).
+    #[serde(default)]
+    pub transition: Option<Transition>,
+    /// When the last automatic failover started (cooldown against flapping).
+    #[serde(default)]
+    pub last_failover_unix_ms: Option<u64>,
+    #[serde(default)]
+    pub scheduled_switchover: Option<ScheduledSwitchover>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberRecord {
     pub registered_at_unix_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionPhase {
+    /// Switchover: waiting for the old primary to demote itself and give its lease back.
+    Demoting,
+    /// The new primary is recorded at the new epoch; waiting for its promote hook.
+    Promoting,
+    /// Repointing the load balancer.
+    Repointing,
+    /// Smoke request through the load balancer.
+    Verifying,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub kind: ChangeKind,
+    pub from: Option<HostName>,
+    pub to: HostName,
+    /// The epoch the new primary has (or will have, while demoting).
+    pub epoch: Epoch,
+    pub phase: TransitionPhase,
+    pub started_at_unix_ms: u64,
+    /// When the problem was first seen (or the operator asked): the start of the RTO.
+    pub detected_at_unix_ms: u64,
+    pub incident_id: Option<IncidentId>,
+    pub reason: String,
+    /// Candidates that failed during this transition (not tried again).
+    #[serde(default)]
+    pub failed: Vec<HostName>,
+    /// The host whose lease must surely be gone before `to` is promoted.
+    #[serde(default)]
+    pub waiting_on: Option<HostName>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledSwitchover {
+    pub to: HostName,
+    pub at_unix_ms: u64,
+    pub force: bool,
 }
 
 /// A change of desired state. Serialized into the log, so variants are only ever added.
@@ -60,6 +124,43 @@ pub enum StateCommand {
         host: HostName,
         epoch: Epoch,
     },
+    SetMode {
+        group: GroupName,
+        mode: Mode,
+    },
+    /// Start, replace or (with `None`) end the group's transition.
+    SetTransition {
+        group: GroupName,
+        transition: Option<Transition>,
+    },
+    /// An automatic failover started now (cooldown).
+    MarkFailover {
+        group: GroupName,
+        at_unix_ms: u64,
+    },
+    ScheduleSwitchover {
+        group: GroupName,
+        switchover: Option<ScheduledSwitchover>,
+    },
+    RecordRoleChange {
+        change: RoleChange,
+    },
+    /// Open an incident; its id must be `next_incident_id`.
+    OpenIncident {
+        incident: Incident,
+    },
+    /// Add to an incident's timeline, optionally moving its phase or escalation step.
+    UpdateIncident {
+        id: IncidentId,
+        entry: Option<TimelineEntry>,
+        phase: Option<Phase>,
+        escalation_step: Option<u32>,
+    },
+    ResolveIncident {
+        id: IncidentId,
+        at_unix_ms: u64,
+        entry: TimelineEntry,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,11 +182,36 @@ pub enum ApplyError {
         current: Epoch,
         proposed: Epoch,
     },
+    #[error("incident {0} does not exist")]
+    UnknownIncident(IncidentId),
+    #[error("incident id {proposed} is not the next id ({next})")]
+    IncidentIdNotNext {
+        next: IncidentId,
+        proposed: IncidentId,
+    },
 }
 
 impl ControllerState {
     pub fn group(&self, name: &GroupName) -> Option<&GroupState> {
         self.groups.get(name)
+    }
+
+    fn group_mut(&mut self, name: &GroupName) -> Result<&mut GroupState, ApplyError> {
+        self.groups
+            .get_mut(name)
+            .ok_or_else(|| ApplyError::UnknownGroup(name.clone()))
+    }
+
+    /// The open incident about `host` in `group`, if any.
+    pub fn open_incident_for(
+        &self,
+        group: &GroupName,
+        host: Option<&HostName>,
+    ) -> Option<&Incident> {
+        self.incidents
+            .values()
+            .rev()
+            .find(|i| i.is_open() && &i.group == group && i.host.as_ref() == host)
     }
 
     /// Apply one command. On error the state is untouched.
@@ -118,10 +244,7 @@ impl ControllerState {
                 host,
                 at_unix_ms,
             } => {
-                let g = self
-                    .groups
-                    .get_mut(group)
-                    .ok_or_else(|| ApplyError::UnknownGroup(group.clone()))?;
+                let g = self.group_mut(group)?;
                 if g.members.contains_key(host) {
                     return Ok(ApplyOutcome::Unchanged);
                 }
@@ -134,10 +257,7 @@ impl ControllerState {
                 Ok(ApplyOutcome::Changed)
             }
             StateCommand::SetPrimary { group, host, epoch } => {
-                let g = self
-                    .groups
-                    .get_mut(group)
-                    .ok_or_else(|| ApplyError::UnknownGroup(group.clone()))?;
+                let g = self.group_mut(group)?;
                 if g.epoch == *epoch && g.primary.as_ref() == Some(host) {
                     return Ok(ApplyOutcome::Unchanged);
                 }
@@ -159,6 +279,109 @@ impl ControllerState {
                 g.primary = Some(host.clone());
                 debug_assert!(g.epoch > before, "invariant: epochs only grow");
                 Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::SetMode { group, mode } => {
+                let g = self.group_mut(group)?;
+                if g.mode == *mode {
+                    return Ok(ApplyOutcome::Unchanged);
+                }
+                g.mode = *mode;
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::SetTransition { group, transition } => {
+                let g = self.group_mut(group)?;
+                if &g.transition == transition {
+                    return Ok(ApplyOutcome::Unchanged);
+                }
+                g.transition = transition.clone();
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::MarkFailover { group, at_unix_ms } => {
+                let g = self.group_mut(group)?;
+                g.last_failover_unix_ms = Some(*at_unix_ms);
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::ScheduleSwitchover { group, switchover } => {
+                let g = self.group_mut(group)?;
+                if &g.scheduled_switchover == switchover {
+                    return Ok(ApplyOutcome::Unchanged);
+                }
+                g.scheduled_switchover = switchover.clone();
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::RecordRoleChange { change } => {
+                self.role_changes.push(change.clone());
+                if self.role_changes.len() > HISTORY_KEEP {
+                    let extra = self.role_changes.len() - HISTORY_KEEP;
+                    self.role_changes.drain(..extra);
+                }
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::OpenIncident { incident } => {
+                if incident.id != self.next_incident_id.max(1) {
+                    return Err(ApplyError::IncidentIdNotNext {
+                        next: self.next_incident_id.max(1),
+                        proposed: incident.id,
+                    });
+                }
+                self.incidents.insert(incident.id, incident.clone());
+                self.next_incident_id = incident.id + 1;
+                self.trim_incidents();
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::UpdateIncident {
+                id,
+                entry,
+                phase,
+                escalation_step,
+            } => {
+                let i = self
+                    .incidents
+                    .get_mut(id)
+                    .ok_or(ApplyError::UnknownIncident(*id))?;
+                if let Some(e) = entry {
+                    i.timeline.push(e.clone());
+                }
+                if let Some(p) = phase {
+                    i.phase = *p;
+                }
+                if let Some(s) = escalation_step {
+                    i.escalation_step = *s;
+                }
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::ResolveIncident {
+                id,
+                at_unix_ms,
+                entry,
+            } => {
+                let i = self
+                    .incidents
+                    .get_mut(id)
+                    .ok_or(ApplyError::UnknownIncident(*id))?;
+                if i.phase == Phase::Resolved {
+                    return Ok(ApplyOutcome::Unchanged);
+                }
+                i.phase = Phase::Resolved;
+                i.resolved_at_unix_ms = Some(*at_unix_ms);
+                i.time_to_recovery_ms = Some(at_unix_ms.saturating_sub(i.opened_at_unix_ms));
+                i.timeline.push(entry.clone());
+                self.trim_incidents();
+                Ok(ApplyOutcome::Changed)
+            }
+        }
+    }
+
+    fn trim_incidents(&mut self) {
+        let resolved: Vec<IncidentId> = self
+            .incidents
+            .values()
+            .filter(|i| !i.is_open())
+            .map(|i| i.id)
+            .collect();
+        if resolved.len() > RESOLVED_INCIDENTS_KEEP {
+            for id in &resolved[..resolved.len() - RESOLVED_INCIDENTS_KEEP] {
+                self.incidents.remove(id);
             }
         }
     }

@@ -18,7 +18,7 @@ pub fn config(plan: &DemoPlan, h: &HaproxyPlan) -> String {
     let mut servers = String::new();
     for host in &plan.hosts {
         servers.push_str(&format!(
-            "    server {name} {svc} check port {agent}\n",
+            "    server {name} {svc} check port {agent} disabled\n",
             name = host.host,
             svc = host.service,
             agent = host.agent_http.port(),

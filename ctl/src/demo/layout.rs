@@ -219,9 +219,15 @@ ca = {ca}\n\
 cert = {cert}\n\
 key = {key}\n\
 \n\
+# Every demo host shares this machine's CPU: do not judge members by it.\n\
+[thresholds.cpu_percent]\n\
+yellow = 1000.0\n\
+red = 1000.0\n\
+\n\
 [[group]]\n\
 name = {group}\n\
-primary = {primary}\n",
+primary = {primary}\n\
+{lb}",
         id = toml_str(&c.id),
         grpc = toml_str(&c.grpc.to_string()),
         http = toml_str(&c.http.to_string()),
@@ -239,6 +245,14 @@ primary = {primary}\n",
         ),
         group = toml_str(GROUP),
         primary = toml_str(&plan.hosts[0].host),
+        lb = match &plan.haproxy {
+            Some(h) => format!(
+                "smoke_url = {}\n\n[group.lb]\ndriver = \"haproxy\"\nsocket = {}\nbackend = \"erlmcp\"\n",
+                toml_str(&format!("http://{}/", h.frontend)),
+                toml_str(&h.socket().display().to_string())
+            ),
+            None => String::new(),
+        },
     )
 }
 
@@ -257,6 +271,17 @@ pub fn standin_start(h: &HostPlan, standin: &Path) -> Vec<String> {
         h.service_log().display().to_string(),
         "--pid-file".into(),
         h.service_pid().display().to_string(),
+    ]
+}
+
+/// A hook that tells the stand-in its role (the demo's promote, demote and fence hooks).
+pub fn standin_role_hook(h: &HostPlan, standin: &Path, role: &str) -> Vec<String> {
+    vec![
+        standin.display().to_string(),
+        "role".into(),
+        "--addr".into(),
+        h.service.to_string(),
+        role.into(),
     ]
 }
 
@@ -297,7 +322,12 @@ ports = [{port}]\n\
 health_url = {health}\n\
 metrics_url = {metrics}\n\
 data_dir = {data}\n\
-log_file = {log}\n",
+log_file = {log}\n\
+\n\
+[hooks]\n\
+promote = {{ command = {promote}, timeout_ms = 5000 }}\n\
+demote = {{ command = {demote}, timeout_ms = 5000 }}\n\
+fence = {{ command = {fence}, timeout_ms = 5000 }}\n",
         host = h.host,
         host_s = toml_str(&h.host),
         group = toml_str(GROUP),
@@ -323,6 +353,9 @@ log_file = {log}\n",
         metrics = toml_str(&format!("http://{}/metrics", h.service)),
         data = toml_str(&h.data_dir().display().to_string()),
         log = toml_str(&h.service_log().display().to_string()),
+        promote = toml_list(&standin_role_hook(h, standin, "primary")),
+        demote = toml_list(&standin_role_hook(h, standin, "replica")),
+        fence = toml_list(&standin_role_hook(h, standin, "fenced")),
     )
 }
 

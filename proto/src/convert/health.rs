@@ -1,11 +1,15 @@
+use super::session::role_from_wire;
 use super::{MAX_DETAIL, ProtocolError, text};
 use crate::domain::{
-    HealthReport, HttpClass, HttpProbe, MetricsProbe, PortProbe, PortState, ProcessProbe,
-    ProcessState, ServiceMetrics,
+    AgentRoleState, Epoch, ErlangProbe, HealthReport, HostProbe, HttpClass, HttpProbe, LogFacts,
+    LogProbe, MetricsProbe, PortProbe, PortState, ProcessProbe, ProcessState, RpcResult,
+    ServiceMetrics,
 };
 use crate::pb;
 
 const MAX_PORTS: usize = 64;
+const MAX_LINES: usize = 64;
+const MAX_RPCS: usize = 32;
 
 impl TryFrom<pb::HealthReport> for HealthReport {
     type Error = ProtocolError;
@@ -27,6 +31,10 @@ impl TryFrom<pb::HealthReport> for HealthReport {
                 .collect::<Result<_, _>>()?,
             http: r.http.map(HttpProbe::try_from).transpose()?,
             metrics: r.metrics.map(MetricsProbe::try_from).transpose()?,
+            log: r.log.map(LogProbe::try_from).transpose()?,
+            host: r.host.map(HostProbe::try_from).transpose()?,
+            erlang: r.erlang.map(ErlangProbe::try_from).transpose()?,
+            role_state: r.role_state.map(AgentRoleState::try_from).transpose()?,
         })
     }
 }
@@ -40,6 +48,182 @@ impl From<HealthReport> for pb::HealthReport {
             ports: r.ports.into_iter().map(Into::into).collect(),
             http: r.http.map(Into::into),
             metrics: r.metrics.map(Into::into),
+            log: r.log.map(Into::into),
+            host: r.host.map(Into::into),
+            erlang: r.erlang.map(Into::into),
+            role_state: r.role_state.map(Into::into),
+        }
+    }
+}
+
+impl TryFrom<pb::AgentRoleState> for AgentRoleState {
+    type Error = ProtocolError;
+    fn try_from(s: pb::AgentRoleState) -> Result<Self, ProtocolError> {
+        Ok(AgentRoleState {
+            role: role_from_wire("role_state.role", s.role)?,
+            epoch: Epoch(s.epoch),
+            lease_valid: s.lease_valid,
+            lease_remaining_ms: s.lease_remaining_ms,
+            fenced: s.fenced,
+            promoted: s.promoted,
+            busy_with: text("role_state.busy_with", s.busy_with, MAX_DETAIL)?,
+        })
+    }
+}
+
+impl From<AgentRoleState> for pb::AgentRoleState {
+    fn from(s: AgentRoleState) -> Self {
+        pb::AgentRoleState {
+            role: pb::Role::from(s.role) as i32,
+            epoch: s.epoch.0,
+            lease_valid: s.lease_valid,
+            lease_remaining_ms: s.lease_remaining_ms,
+            fenced: s.fenced,
+            promoted: s.promoted,
+            busy_with: s.busy_with,
+        }
+    }
+}
+
+fn lines(field: &'static str, v: Vec<String>) -> Result<Vec<String>, ProtocolError> {
+    if v.len() > MAX_LINES {
+        return Err(ProtocolError::OutOfRange {
+            field,
+            value: format!("{} entries", v.len()),
+        });
+    }
+    v.into_iter().map(|l| text(field, l, MAX_DETAIL)).collect()
+}
+
+impl TryFrom<pb::LogProbe> for LogProbe {
+    type Error = ProtocolError;
+    fn try_from(p: pb::LogProbe) -> Result<Self, ProtocolError> {
+        if !p.ok {
+            return Ok(LogProbe {
+                result: Err(text("log.error", p.error, MAX_DETAIL)?),
+            });
+        }
+        Ok(LogProbe {
+            result: Ok(LogFacts {
+                errors_last_minute: p.errors_last_minute,
+                error_rate: finite("log.error_rate", p.error_rate)?,
+                last_errors: lines("log.last_errors", p.last_errors)?,
+                lines_read: p.lines_read,
+                errors_since_start: p.errors_since_start,
+            }),
+        })
+    }
+}
+
+impl From<LogProbe> for pb::LogProbe {
+    fn from(p: LogProbe) -> Self {
+        match p.result {
+            Ok(f) => pb::LogProbe {
+                ok: true,
+                error: String::new(),
+                errors_last_minute: f.errors_last_minute,
+                error_rate: f.error_rate,
+                last_errors: f.last_errors,
+                lines_read: f.lines_read,
+                errors_since_start: f.errors_since_start,
+            },
+            Err(error) => pb::LogProbe {
+                ok: false,
+                error,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl TryFrom<pb::HostProbe> for HostProbe {
+    type Error = ProtocolError;
+    fn try_from(p: pb::HostProbe) -> Result<Self, ProtocolError> {
+        let f = |field, v: f64| finite(field, Some(v)).map(|x| x.unwrap_or(0.0));
+        Ok(HostProbe {
+            cpu_percent: f("host.cpu_percent", p.cpu_percent)?,
+            memory_total_bytes: p.memory_total_bytes,
+            memory_used_bytes: p.memory_used_bytes,
+            load1: f("host.load1", p.load1)?,
+            load5: f("host.load5", p.load5)?,
+            load15: f("host.load15", p.load15)?,
+            disk_free_bytes: p.disk_free_bytes,
+            disk_total_bytes: p.disk_total_bytes,
+        })
+    }
+}
+
+impl From<HostProbe> for pb::HostProbe {
+    fn from(p: HostProbe) -> Self {
+        pb::HostProbe {
+            cpu_percent: p.cpu_percent,
+            memory_total_bytes: p.memory_total_bytes,
+            memory_used_bytes: p.memory_used_bytes,
+            load1: p.load1,
+            load5: p.load5,
+            load15: p.load15,
+            disk_free_bytes: p.disk_free_bytes,
+            disk_total_bytes: p.disk_total_bytes,
+        }
+    }
+}
+
+impl TryFrom<pb::ErlangProbe> for ErlangProbe {
+    type Error = ProtocolError;
+    fn try_from(p: pb::ErlangProbe) -> Result<Self, ProtocolError> {
+        if p.rpcs.len() > MAX_RPCS {
+            return Err(ProtocolError::OutOfRange {
+                field: "erlang.rpcs",
+                value: format!("{} entries", p.rpcs.len()),
+            });
+        }
+        Ok(ErlangProbe {
+            reachable: p.reachable,
+            reason: text("erlang.reason", p.reason, MAX_DETAIL)?,
+            memory_total_bytes: finite("erlang.memory_total_bytes", p.memory_total_bytes)?,
+            message_queue_len: finite("erlang.message_queue_len", p.message_queue_len)?,
+            rpcs: p
+                .rpcs
+                .into_iter()
+                .map(|r| {
+                    Ok(RpcResult {
+                        name: text("rpc.name", r.name, MAX_DETAIL)?,
+                        outcome: if r.ok {
+                            Ok(text("rpc.value", r.value, MAX_DETAIL)?)
+                        } else {
+                            Err(text("rpc.value", r.value, MAX_DETAIL)?)
+                        },
+                    })
+                })
+                .collect::<Result<_, ProtocolError>>()?,
+            replication_lag_ms: finite("erlang.replication_lag_ms", p.replication_lag_ms)?,
+        })
+    }
+}
+
+impl From<ErlangProbe> for pb::ErlangProbe {
+    fn from(p: ErlangProbe) -> Self {
+        pb::ErlangProbe {
+            reachable: p.reachable,
+            reason: p.reason,
+            memory_total_bytes: p.memory_total_bytes,
+            message_queue_len: p.message_queue_len,
+            rpcs: p
+                .rpcs
+                .into_iter()
+                .map(|r| {
+                    let (ok, value) = match r.outcome {
+                        Ok(v) => (true, v),
+                        Err(e) => (false, e),
+                    };
+                    pb::RpcResult {
+                        name: r.name,
+                        ok,
+                        value,
+                    }
+                })
+                .collect(),
+            replication_lag_ms: p.replication_lag_ms,
         }
     }
 }
@@ -221,6 +405,7 @@ impl TryFrom<pb::MetricsProbe> for MetricsProbe {
                 error_rate: finite("metrics.error_rate", p.error_rate)?,
                 process_count: finite("metrics.process_count", p.process_count)?,
                 uptime_seconds: finite("metrics.uptime_seconds", p.uptime_seconds)?,
+                requests_total: finite("metrics.requests_total", p.requests_total)?,
             }),
         })
     }
@@ -238,6 +423,7 @@ impl From<MetricsProbe> for pb::MetricsProbe {
                 error_rate: m.error_rate,
                 process_count: m.process_count,
                 uptime_seconds: m.uptime_seconds,
+                requests_total: m.requests_total,
             },
             Err(error) => pb::MetricsProbe {
                 ok: false,
@@ -281,6 +467,45 @@ mod tests {
                     queue_depth: Some(3.0),
                     ..Default::default()
                 }),
+            }),
+            log: Some(LogProbe {
+                result: Ok(LogFacts {
+                    errors_last_minute: 2,
+                    error_rate: Some(0.01),
+                    last_errors: vec!["[error] boom".into()],
+                    lines_read: 10,
+                    errors_since_start: 1,
+                }),
+            }),
+            host: Some(HostProbe {
+                cpu_percent: 12.5,
+                memory_total_bytes: 100,
+                memory_used_bytes: 50,
+                load1: 0.5,
+                load5: 0.4,
+                load15: 0.3,
+                disk_free_bytes: 10,
+                disk_total_bytes: 20,
+            }),
+            erlang: Some(ErlangProbe {
+                reachable: true,
+                reason: String::new(),
+                memory_total_bytes: Some(1e7),
+                message_queue_len: Some(3.0),
+                rpcs: vec![RpcResult {
+                    name: "erlmcp_health:check_live/0".into(),
+                    outcome: Err("undef".into()),
+                }],
+                replication_lag_ms: Some(12.0),
+            }),
+            role_state: Some(AgentRoleState {
+                role: crate::domain::Role::Primary,
+                epoch: Epoch(3),
+                lease_valid: true,
+                lease_remaining_ms: 1500,
+                fenced: false,
+                promoted: true,
+                busy_with: String::new(),
             }),
         }
     }

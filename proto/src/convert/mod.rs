@@ -2,6 +2,7 @@
 //! [`ProtocolError`] naming the field. Sending side: plain `From`.
 
 mod health;
+mod incident;
 mod session;
 mod status;
 

@@ -1,12 +1,15 @@
 use super::{MAX_DETAIL, ProtocolError, group, host, optional_host, text};
 use crate::domain::{
     Action, AgentMessage, Command, CommandResult, CommandUpdate, ControllerMessage, Epoch, Health,
-    HealthReport, Hello, LeaseGrant, LeaseRequest, Mode, ReportAck, Role, UpdateKind, Welcome,
+    HealthReport, Hello, LeaseGrant, LeaseRelease, LeaseRequest, Mode, ReportAck, Role, UpdateKind,
+    Welcome,
 };
 use crate::pb;
 
 const MAX_CAPABILITIES: usize = 64;
 const MAX_ID: usize = 128;
+/// Streamed chunks are cut by the agent well below the message limit.
+const MAX_CHUNK: usize = 256 * 1024;
 
 pub(crate) fn role_from_wire(field: &'static str, v: i32) -> Result<Role, ProtocolError> {
     match pb::Role::try_from(v) {
@@ -87,6 +90,8 @@ impl TryFrom<pb::Hello> for Hello {
                 .map(|c| text("hello.capabilities", c, MAX_ID))
                 .collect::<Result<_, _>>()?,
             last_epoch_seen: Epoch(h.last_epoch_seen),
+            priority: h.priority,
+            no_failover: h.no_failover,
         })
     }
 }
@@ -100,6 +105,8 @@ impl From<Hello> for pb::Hello {
             agent_version: h.agent_version,
             capabilities: h.capabilities,
             last_epoch_seen: h.last_epoch_seen.0,
+            priority: h.priority,
+            no_failover: h.no_failover,
         }
     }
 }
@@ -168,6 +175,25 @@ impl From<LeaseRequest> for pb::LeaseRequest {
     }
 }
 
+impl TryFrom<pb::LeaseRelease> for LeaseRelease {
+    type Error = ProtocolError;
+    fn try_from(r: pb::LeaseRelease) -> Result<Self, ProtocolError> {
+        Ok(LeaseRelease {
+            epoch: Epoch(r.epoch),
+            reason: text("lease_release.reason", r.reason, MAX_DETAIL)?,
+        })
+    }
+}
+
+impl From<LeaseRelease> for pb::LeaseRelease {
+    fn from(r: LeaseRelease) -> Self {
+        pb::LeaseRelease {
+            epoch: r.epoch.0,
+            reason: r.reason,
+        }
+    }
+}
+
 impl TryFrom<pb::LeaseGrant> for LeaseGrant {
     type Error = ProtocolError;
     fn try_from(g: pb::LeaseGrant) -> Result<Self, ProtocolError> {
@@ -209,10 +235,27 @@ impl From<LeaseGrant> for pb::LeaseGrant {
 impl TryFrom<pb::Command> for Command {
     type Error = ProtocolError;
     fn try_from(c: pb::Command) -> Result<Self, ProtocolError> {
+        use pb::command::Action as A;
         let action = match c.action.ok_or(ProtocolError::Missing("command.action"))? {
-            pb::command::Action::Ping(p) => Action::Ping {
+            A::Ping(p) => Action::Ping {
                 note: text("ping.note", p.note, MAX_DETAIL)?,
             },
+            A::Restart(r) => Action::Restart {
+                reason: text("restart.reason", r.reason, MAX_DETAIL)?,
+            },
+            A::Promote(p) => Action::Promote {
+                old_primary: optional_host("promote.old_primary", p.old_primary)?,
+            },
+            A::Demote(d) => Action::Demote {
+                new_primary: optional_host("demote.new_primary", d.new_primary)?,
+                reason: text("demote.reason", d.reason, MAX_DETAIL)?,
+            },
+            A::ReadLogs(r) => Action::ReadLogs {
+                lines: r.lines,
+                grep: text("read_logs.grep", r.grep, MAX_DETAIL)?,
+                follow: r.follow,
+            },
+            A::Diagnostics(d) => Action::Diagnostics { log_mib: d.log_mib },
         };
         if c.id.is_empty() {
             return Err(ProtocolError::Missing("command.id"));
@@ -227,8 +270,30 @@ impl TryFrom<pb::Command> for Command {
 
 impl From<Command> for pb::Command {
     fn from(c: Command) -> Self {
+        use pb::command::Action as A;
         let action = match c.action {
-            Action::Ping { note } => pb::command::Action::Ping(pb::Ping { note }),
+            Action::Ping { note } => A::Ping(pb::Ping { note }),
+            Action::Restart { reason } => A::Restart(pb::Restart { reason }),
+            Action::Promote { old_primary } => A::Promote(pb::Promote {
+                old_primary: old_primary.map(String::from).unwrap_or_default(),
+            }),
+            Action::Demote {
+                new_primary,
+                reason,
+            } => A::Demote(pb::Demote {
+                new_primary: new_primary.map(String::from).unwrap_or_default(),
+                reason,
+            }),
+            Action::ReadLogs {
+                lines,
+                grep,
+                follow,
+            } => A::ReadLogs(pb::ReadLogs {
+                lines,
+                grep,
+                follow,
+            }),
+            Action::Diagnostics { log_mib } => A::Diagnostics(pb::Diagnostics { log_mib }),
         };
         pb::Command {
             id: c.id,
@@ -250,6 +315,16 @@ impl TryFrom<pb::CommandUpdate> for CommandUpdate {
                 done: p.done,
                 total: p.total,
             },
+            pb::command_update::Update::Chunk(bytes) => {
+                if bytes.len() > MAX_CHUNK {
+                    return Err(ProtocolError::TooLong {
+                        field: "command_update.chunk",
+                        len: bytes.len(),
+                        max: MAX_CHUNK,
+                    });
+                }
+                UpdateKind::Chunk(bytes)
+            }
             pb::command_update::Update::Result(r) => UpdateKind::Result(CommandResult {
                 outcome: if r.ok {
                     Ok(text("result.detail", r.detail, MAX_DETAIL)?)
@@ -277,6 +352,7 @@ impl From<CommandUpdate> for pb::CommandUpdate {
                 done,
                 total,
             }),
+            UpdateKind::Chunk(bytes) => pb::command_update::Update::Chunk(bytes),
             UpdateKind::Result(r) => {
                 let (ok, error, detail) = match r.outcome {
                     Ok(detail) => (true, String::new(), detail),
@@ -302,6 +378,7 @@ impl TryFrom<pb::AgentMessage> for AgentMessage {
                 Body::Report(r) => AgentMessage::Report(HealthReport::try_from(r)?),
                 Body::LeaseRequest(r) => AgentMessage::LeaseRequest(r.into()),
                 Body::CommandUpdate(u) => AgentMessage::CommandUpdate(u.try_into()?),
+                Body::LeaseRelease(r) => AgentMessage::LeaseRelease(r.try_into()?),
             },
         )
     }
@@ -315,6 +392,7 @@ impl From<AgentMessage> for pb::AgentMessage {
             AgentMessage::Report(r) => Body::Report(r.into()),
             AgentMessage::LeaseRequest(r) => Body::LeaseRequest(r.into()),
             AgentMessage::CommandUpdate(u) => Body::CommandUpdate(u.into()),
+            AgentMessage::LeaseRelease(r) => Body::LeaseRelease(r.into()),
         };
         pb::AgentMessage { body: Some(body) }
     }
@@ -383,6 +461,8 @@ mod tests {
             agent_version: "0.1.0".into(),
             capabilities: vec!["ping".into()],
             last_epoch_seen: Epoch(3),
+            priority: 5,
+            no_failover: true,
         };
         let m = AgentMessage::Hello(hello);
         let back = AgentMessage::try_from(pb::AgentMessage::from(m.clone())).unwrap();

@@ -45,6 +45,12 @@ impl TryFrom<pb::GroupStatus> for GroupView {
                 .into_iter()
                 .map(MemberView::try_from)
                 .collect::<Result<_, _>>()?,
+            transition: if g.transition.is_empty() {
+                None
+            } else {
+                Some(text("group.transition", g.transition, MAX_DETAIL)?)
+            },
+            open_incidents: g.open_incidents,
         })
     }
 }
@@ -57,6 +63,8 @@ impl From<GroupView> for pb::GroupStatus {
             primary: g.primary.map(String::from).unwrap_or_default(),
             mode: pb::Mode::from(g.mode) as i32,
             members: g.members.into_iter().map(Into::into).collect(),
+            transition: g.transition.unwrap_or_default(),
+            open_incidents: g.open_incidents,
         }
     }
 }

@@ -1,19 +1,23 @@
 //! Domain types: validated, plain Rust, independent of the wire format.
 
 mod health;
+mod incident;
 mod names;
 mod roles;
 mod session;
 mod status;
 
 pub use health::{
-    HealthReport, HttpClass, HttpProbe, MetricsProbe, PortProbe, PortState, ProcessProbe,
-    ProcessState, ServiceMetrics,
+    AgentRoleState, ErlangProbe, HealthReport, HostProbe, HttpClass, HttpProbe, LogFacts, LogProbe,
+    MetricsProbe, PortProbe, PortState, ProcessProbe, ProcessState, RpcResult, ServiceMetrics,
+};
+pub use incident::{
+    Category, ChangeKind, EntryKind, Incident, IncidentId, Phase, RoleChange, TimelineEntry,
 };
 pub use names::{Epoch, GroupName, HostName, NameError};
 pub use roles::{Health, Mode, Role};
 pub use session::{
     Action, AgentMessage, Command, CommandResult, CommandUpdate, ControllerMessage, Hello,
-    LeaseGrant, LeaseRequest, ReportAck, UpdateKind, Welcome,
+    LeaseGrant, LeaseRelease, LeaseRequest, ReportAck, UpdateKind, Welcome,
 };
 pub use status::{GroupView, MemberView, StatusView};

@@ -13,6 +13,8 @@ pub struct Hello {
     pub agent_version: String,
     pub capabilities: Vec<String>,
     pub last_epoch_seen: Epoch,
+    pub priority: i32,
+    pub no_failover: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +40,12 @@ pub struct LeaseRequest {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+pub struct LeaseRelease {
+    pub epoch: Epoch,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct LeaseGrant {
     pub request_id: u64,
     pub epoch: Epoch,
@@ -50,7 +58,30 @@ pub struct LeaseGrant {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Action {
-    Ping { note: String },
+    Ping {
+        note: String,
+    },
+    /// Procedure 1: stop, grace, kill the process tree, start, wait healthy, check the log.
+    Restart {
+        reason: String,
+    },
+    /// Become primary at the command's epoch (promote hook, then lease).
+    Promote {
+        old_primary: Option<HostName>,
+    },
+    /// Stop being primary (demote hook, lease given back).
+    Demote {
+        new_primary: Option<HostName>,
+        reason: String,
+    },
+    ReadLogs {
+        lines: u32,
+        grep: String,
+        follow: bool,
+    },
+    Diagnostics {
+        log_mib: u32,
+    },
 }
 
 impl Action {
@@ -58,6 +89,11 @@ impl Action {
     pub fn capability(&self) -> &'static str {
         match self {
             Action::Ping { .. } => "ping",
+            Action::Restart { .. } => "restart",
+            Action::Promote { .. } => "promote",
+            Action::Demote { .. } => "demote",
+            Action::ReadLogs { .. } => "logs",
+            Action::Diagnostics { .. } => "diagnostics",
         }
     }
 }
@@ -82,6 +118,8 @@ pub enum UpdateKind {
         done: u64,
         total: u64,
     },
+    /// Streamed output (log lines, bundle bytes).
+    Chunk(Vec<u8>),
     Result(CommandResult),
 }
 
@@ -97,6 +135,7 @@ pub enum AgentMessage {
     Report(HealthReport),
     LeaseRequest(LeaseRequest),
     CommandUpdate(CommandUpdate),
+    LeaseRelease(LeaseRelease),
 }
 
 #[derive(Clone, Debug, PartialEq)]

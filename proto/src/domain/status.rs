@@ -22,6 +22,11 @@ pub struct GroupView {
     pub primary: Option<HostName>,
     pub mode: Mode,
     pub members: Vec<MemberView>,
+    /// A change of primary in progress, in words.
+    #[serde(default)]
+    pub transition: Option<String>,
+    #[serde(default)]
+    pub open_incidents: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -34,6 +34,14 @@ enum Cmd {
     Run(RunArgs),
     /// Start in the background; return once it answers (like `bin/erlmcp daemon`).
     Daemon(RunArgs),
+    /// Tell a running instance its role (used as the demo's promote/demote/fence hook); the
+    /// epoch comes from ERLMCP_DR_EPOCH.
+    Role {
+        #[arg(long)]
+        addr: SocketAddr,
+        /// primary, replica or fenced
+        role: String,
+    },
     /// Stop the instance of a pid file: SIGTERM, SIGKILL after the grace (like `bin/erlmcp stop`).
     Stop {
         #[arg(long)]
@@ -104,6 +112,42 @@ pub fn main() -> ExitCode {
         Cmd::Run(args) => run(args),
         Cmd::Daemon(args) => daemon(args),
         Cmd::Stop { pid_file, grace_ms } => stop(&pid_file, Duration::from_millis(grace_ms)),
+        Cmd::Role { addr, role } => set_role(addr, &role),
+    }
+}
+
+fn set_role(addr: SocketAddr, role: &str) -> ExitCode {
+    let epoch = std::env::var("ERLMCP_DR_EPOCH").unwrap_or_else(|_| "0".into());
+    let uri: hyper::Uri =
+        match format!("http://{addr}/control/role?role={role}&epoch={epoch}").parse() {
+            Ok(u) => u,
+            Err(e) => return fail(e),
+        };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let r = rt.block_on(dr_proto::http_client::request(
+        hyper::Method::POST,
+        &uri,
+        &[],
+        Default::default(),
+        Duration::from_secs(3),
+    ));
+    match r {
+        Ok(a) if a.status.is_success() => {
+            println!("{role} at epoch {epoch}");
+            ExitCode::SUCCESS
+        }
+        Ok(a) => fail(format!(
+            "HTTP {}: {}",
+            a.status,
+            String::from_utf8_lossy(&a.body)
+        )),
+        Err(e) => fail(format!("{addr}: {e}")),
     }
 }
 

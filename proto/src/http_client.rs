@@ -1,13 +1,14 @@
-//! A one-shot HTTP/1.1 GET over a fresh TCP connection, reporting *where* it failed: refused
+//! A one-shot HTTP/1.1 client over a fresh TCP connection, reporting *where* it failed: refused
 //! (nothing listening), timeout (no answer in time: hung or overloaded), or an I/O / protocol
-//! error. Health checks want exactly this distinction, and a fresh connection per check (no
-//! pooling) so a wedged keep-alive connection cannot hide a dead server.
+//! error. Health checks want exactly this distinction, and a fresh connection per request (no
+//! pooling) so a wedged keep-alive connection cannot hide a dead server. Used for the agent's
+//! probes, the controller's smoke requests and webhooks, and the tests.
 
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::{Request, StatusCode, Uri};
+use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -31,9 +32,21 @@ pub struct Answer {
     pub elapsed: Duration,
 }
 
+/// GET `uri` within `timeout`.
 pub async fn get(uri: &Uri, timeout: Duration) -> Result<Answer, GetError> {
+    request(Method::GET, uri, &[], Bytes::new(), timeout).await
+}
+
+/// Any request, with extra headers and a body, within `timeout`.
+pub async fn request(
+    method: Method,
+    uri: &Uri,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Answer, GetError> {
     let started = Instant::now();
-    match tokio::time::timeout(timeout, get_inner(uri)).await {
+    match tokio::time::timeout(timeout, request_inner(method, uri, headers, body)).await {
         Ok(Ok((status, body))) => Ok(Answer {
             status,
             body,
@@ -44,7 +57,12 @@ pub async fn get(uri: &Uri, timeout: Duration) -> Result<Answer, GetError> {
     }
 }
 
-async fn get_inner(uri: &Uri) -> Result<(StatusCode, Bytes), GetError> {
+async fn request_inner(
+    method: Method,
+    uri: &Uri,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), GetError> {
     let host = uri
         .host()
         .ok_or_else(|| GetError::Io("URL has no host".into()))?;
@@ -63,10 +81,16 @@ async fn get_inner(uri: &Uri) -> Result<(StatusCode, Bytes), GetError> {
     let conn = tokio::spawn(conn);
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-    let request = Request::get(path)
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, authority)
-        .header(hyper::header::USER_AGENT, "dr-agent")
-        .body(Empty::<Bytes>::new())
+        .header(hyper::header::USER_AGENT, "erlmcp-dr");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let request = builder
+        .body(Full::new(body))
         .map_err(|e| GetError::Io(format!("request: {e}")))?;
     let response = sender.send_request(request).await.map_err(|e| {
         if e.is_incomplete_message() || e.is_closed() {

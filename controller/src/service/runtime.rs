@@ -1,0 +1,604 @@
+//! The controller's runtime: one task owns the decision core and the state store, takes events
+//! from agent sessions, operators, timers and its own I/O tasks, and executes the core's
+//! commands in order — a `Persist` is durable before anything after it runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dr_proto::domain::{
+    Action, Command as AgentCommand, CommandUpdate, ControllerMessage, GroupName, Hello, Incident,
+    IncidentId, RoleChange, StatusView, UpdateKind,
+};
+use dr_proto::pb;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use super::lb;
+use super::notify::Notifier;
+use crate::config::ControllerConfig;
+use crate::decide::{
+    ActionReply, Command, Decider, Event, MemberKey, Now, OperatorRequest, ReplyError,
+};
+use crate::metrics::{ControllerFacts, render};
+use crate::state::StateCommand;
+use crate::state::store::{Store, StoreError};
+use crate::status::build_status;
+
+/// Messages to one agent; `Err` ends its stream with that status.
+pub type Outbox = mpsc::Sender<Result<pb::ControllerMessage, Status>>;
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) enum Input {
+    SessionOpened {
+        key: MemberKey,
+        session: u64,
+        hello: Hello,
+        outbox: Outbox,
+    },
+    Agent(Event),
+    CommandUpdate {
+        key: MemberKey,
+        update: CommandUpdate,
+    },
+    Operator {
+        request: OperatorRequest,
+        reply: oneshot::Sender<Result<ActionReply, ReplyError>>,
+    },
+    Status(oneshot::Sender<StatusView>),
+    History {
+        group: Option<GroupName>,
+        limit: usize,
+        reply: oneshot::Sender<(Vec<RoleChange>, Vec<Incident>)>,
+    },
+    Incident {
+        id: IncidentId,
+        reply: oneshot::Sender<Option<Incident>>,
+    },
+    Metrics(oneshot::Sender<String>),
+    /// A command that is not a decision (ping, logs, diagnostics): its updates go to `updates`.
+    Direct {
+        key: MemberKey,
+        action: Action,
+        updates: mpsc::Sender<UpdateKind>,
+        reply: oneshot::Sender<Result<(), Status>>,
+    },
+}
+
+/// What request handlers hold: a way into the runtime.
+pub struct Shared {
+    pub config: ControllerConfig,
+    pub insecure_dev: bool,
+    pub shutdown: CancellationToken,
+    tx: mpsc::Sender<Input>,
+    next_session: AtomicU64,
+}
+
+fn gone() -> Status {
+    Status::unavailable("controller shutting down")
+}
+
+impl Shared {
+    pub fn id(&self) -> &str {
+        self.config.id.as_str()
+    }
+
+    pub fn new_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) async fn send(&self, input: Input) -> Result<(), Status> {
+        self.tx.send(input).await.map_err(|_| gone())
+    }
+
+    pub async fn agent_event(&self, event: Event) -> Result<(), Status> {
+        self.send(Input::Agent(event)).await
+    }
+
+    pub async fn operator(
+        &self,
+        request: OperatorRequest,
+    ) -> Result<Result<ActionReply, ReplyError>, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Operator { request, reply }).await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn status(&self) -> Result<StatusView, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Status(reply)).await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn history(
+        &self,
+        group: Option<GroupName>,
+        limit: usize,
+    ) -> Result<(Vec<RoleChange>, Vec<Incident>), Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::History {
+            group,
+            limit,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Incident { id, reply }).await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn metrics(&self) -> Result<String, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Metrics(reply)).await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Start a non-decision command on an agent; its updates arrive on the returned receiver.
+    pub async fn direct(
+        &self,
+        key: MemberKey,
+        action: Action,
+    ) -> Result<mpsc::Receiver<UpdateKind>, Status> {
+        let (updates, rx_updates) = mpsc::channel(64);
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Direct {
+            key,
+            action,
+            updates,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| gone())??;
+        Ok(rx_updates)
+    }
+}
+
+struct Runtime {
+    shared: Arc<Shared>,
+    decider: Decider,
+    store: Store,
+    origin: Instant,
+    sessions: HashMap<MemberKey, (u64, Outbox)>,
+    replies: HashMap<u64, oneshot::Sender<Result<ActionReply, ReplyError>>>,
+    next_request: u64,
+    direct: HashMap<String, (MemberKey, mpsc::Sender<UpdateKind>)>,
+    next_direct: u64,
+    internal: mpsc::Sender<Event>,
+    notifier: Arc<Notifier>,
+    restarts_total: HashMap<MemberKey, u64>,
+    sessions_opened: u64,
+}
+
+/// Open the store, build the core and start the runtime task.
+pub fn start(
+    config: ControllerConfig,
+    insecure_dev: bool,
+    shutdown: CancellationToken,
+) -> Result<(Arc<Shared>, tokio::task::JoinHandle<()>), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        StartError::Store(StoreError::Database {
+            path: config.data_dir.clone(),
+            message: format!("cannot create data_dir: {e}"),
+        })
+    })?;
+    let mut store =
+        Store::open(&config.data_dir.join("controller.redb")).map_err(StartError::Store)?;
+    for g in &config.groups {
+        store
+            .apply(StateCommand::EnsureGroup {
+                group: g.name.clone(),
+                initial_primary: g.primary.clone(),
+                at_unix_ms: unix_ms(),
+            })
+            .map_err(StartError::Store)?;
+    }
+    let notifier = Arc::new(Notifier::load(&config.notify).map_err(StartError::Notify)?);
+    let origin = Instant::now();
+    let now = Now {
+        mono: Duration::ZERO,
+        unix_ms: unix_ms(),
+    };
+    let configured = config
+        .groups
+        .iter()
+        .filter_map(|g| g.primary.clone().map(|p| (g.name.clone(), p)))
+        .collect();
+    let decider = Decider::new(
+        config.decide.clone(),
+        config.thresholds.clone(),
+        store.state().clone(),
+        configured,
+        now,
+    );
+    let (tx, rx) = mpsc::channel(8192);
+    let (internal, internal_rx) = mpsc::channel(1024);
+    let shared = Arc::new(Shared {
+        config,
+        insecure_dev,
+        shutdown,
+        tx,
+        next_session: AtomicU64::new(1),
+    });
+    let runtime = Runtime {
+        shared: shared.clone(),
+        decider,
+        store,
+        origin,
+        sessions: HashMap::new(),
+        replies: HashMap::new(),
+        next_request: 1,
+        direct: HashMap::new(),
+        next_direct: 1,
+        internal,
+        notifier,
+        restarts_total: HashMap::new(),
+        sessions_opened: 0,
+    };
+    let handle = tokio::spawn(runtime.run(rx, internal_rx));
+    Ok((shared, handle))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("notify: {0}")]
+    Notify(String),
+}
+
+impl Runtime {
+    fn now(&self) -> Now {
+        Now {
+            mono: self.origin.elapsed(),
+            unix_ms: unix_ms(),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>, mut internal_rx: mpsc::Receiver<Event>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => self.decide(Event::Tick),
+                Some(ev) = internal_rx.recv() => self.decide(ev),
+                input = rx.recv() => match input {
+                    Some(input) => self.input(input),
+                    None => break,
+                },
+            }
+        }
+        for (_, (_, outbox)) in self.sessions.drain() {
+            let _ = outbox.try_send(Err(Status::unavailable("controller shutting down")));
+        }
+    }
+
+    fn decide(&mut self, event: Event) {
+        let now = self.now();
+        let commands = self.decider.handle(event, now);
+        for c in commands {
+            if !self.execute(c) {
+                return;
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::SessionOpened {
+                key,
+                session,
+                hello,
+                outbox,
+            } => {
+                if let Some((_, old)) = self.sessions.insert(key.clone(), (session, outbox)) {
+                    let _ = old.try_send(Err(Status::aborted(
+                        "replaced by a newer session of the same host",
+                    )));
+                }
+                self.sessions_opened += 1;
+                tracing::info!(group = %key.0, host = %key.1, session, version = %hello.agent_version, "agent session opened");
+                self.decide(Event::SessionOpened {
+                    key,
+                    session,
+                    hello,
+                });
+            }
+            Input::Agent(event) => {
+                if let Event::SessionClosed { key, session } = &event {
+                    if self.sessions.get(key).is_some_and(|(s, _)| s == session) {
+                        self.sessions.remove(key);
+                        self.direct.retain(|_, (k, _)| k != key);
+                    }
+                    tracing::info!(group = %key.0, host = %key.1, session, "agent session closed");
+                }
+                self.decide(event);
+            }
+            Input::CommandUpdate { key, update } => self.command_update(key, update),
+            Input::Operator { request, reply } => {
+                let id = self.next_request;
+                self.next_request += 1;
+                self.replies.insert(id, reply);
+                tracing::info!(?request, "operator request");
+                self.decide(Event::Operator {
+                    request_id: id,
+                    request,
+                });
+            }
+            Input::Status(reply) => {
+                let _ = reply.send(self.status_view());
+            }
+            Input::History {
+                group,
+                limit,
+                reply,
+            } => {
+                let state = self.decider.desired();
+                let keep = |g: &GroupName| group.as_ref().is_none_or(|w| w == g);
+                let mut changes: Vec<RoleChange> = state
+                    .role_changes
+                    .iter()
+                    .filter(|c| keep(&c.group))
+                    .cloned()
+                    .collect();
+                let mut incidents: Vec<Incident> = state
+                    .incidents
+                    .values()
+                    .filter(|i| keep(&i.group))
+                    .cloned()
+                    .collect();
+                changes.reverse();
+                incidents.reverse();
+                changes.truncate(limit);
+                incidents.truncate(limit);
+                let _ = reply.send((changes, incidents));
+            }
+            Input::Incident { id, reply } => {
+                let _ = reply.send(self.decider.desired().incidents.get(&id).cloned());
+            }
+            Input::Metrics(reply) => {
+                let view = self.status_view();
+                let state = self.decider.desired();
+                let facts = ControllerFacts {
+                    sessions_opened_total: self.sessions_opened,
+                    last_applied: self.store.last_applied(),
+                    restarts_total: self
+                        .restarts_total
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect(),
+                    incidents_open: state
+                        .groups
+                        .keys()
+                        .map(|g| {
+                            (
+                                g.clone(),
+                                state
+                                    .incidents
+                                    .values()
+                                    .filter(|i| i.is_open() && &i.group == g)
+                                    .count() as u64,
+                            )
+                        })
+                        .collect(),
+                };
+                let _ = reply.send(render(&view, &facts));
+            }
+            Input::Direct {
+                key,
+                action,
+                updates,
+                reply,
+            } => {
+                let _ = reply.send(self.direct_command(key, action, updates));
+            }
+        }
+    }
+
+    fn status_view(&self) -> StatusView {
+        build_status(
+            &self.decider,
+            self.shared.id(),
+            true,
+            self.now(),
+            self.shared.config.stale_after,
+        )
+    }
+
+    fn direct_command(
+        &mut self,
+        key: MemberKey,
+        action: Action,
+        updates: mpsc::Sender<UpdateKind>,
+    ) -> Result<(), Status> {
+        let Some((_, outbox)) = self.sessions.get(&key) else {
+            return Err(Status::unavailable(format!(
+                "no live session from the agent of `{}` in group `{}`",
+                key.1, key.0
+            )));
+        };
+        let capable = self
+            .decider
+            .member(&key)
+            .is_some_and(|m| m.can(action.capability()));
+        if !capable {
+            return Err(Status::failed_precondition(format!(
+                "the agent of `{}` does not offer `{}`",
+                key.1,
+                action.capability()
+            )));
+        }
+        let id = format!("d{}", self.next_direct);
+        self.next_direct += 1;
+        let epoch = self
+            .decider
+            .desired()
+            .group(&key.0)
+            .map(|g| g.epoch)
+            .unwrap_or_default();
+        let message = ControllerMessage::Command(AgentCommand {
+            id: id.clone(),
+            epoch,
+            action,
+        });
+        outbox.try_send(Ok(message.into())).map_err(|_| {
+            Status::unavailable(format!("the session of `{}` is congested or closed", key.1))
+        })?;
+        self.direct.insert(id, (key, updates));
+        Ok(())
+    }
+
+    fn command_update(&mut self, key: MemberKey, update: CommandUpdate) {
+        if let Some((_, sink)) = self.direct.get(&update.command_id) {
+            let done = matches!(update.update, UpdateKind::Result(_));
+            if sink.try_send(update.update).is_err() && !done {
+                tracing::debug!(command = %update.command_id, "reader of a streamed command is slow or gone");
+            }
+            if done {
+                self.direct.remove(&update.command_id);
+            }
+            return;
+        }
+        match (update.command_id.parse::<u64>(), update.update) {
+            (Ok(id), UpdateKind::Result(r)) => self.decide(Event::ActionResult {
+                id,
+                outcome: r.outcome,
+            }),
+            (Ok(_), UpdateKind::Progress { message, .. }) => {
+                tracing::info!(host = %key.1, command = %update.command_id, %message, "action progress");
+            }
+            _ => {
+                tracing::debug!(host = %key.1, command = %update.command_id, "update for an unknown command")
+            }
+        }
+    }
+
+    /// Execute one command; false stops the batch (the store failed: nothing after a failed
+    /// persist may run, or an agent could hear of a decision that is not durable).
+    fn execute(&mut self, command: Command) -> bool {
+        match command {
+            Command::Persist(cmd) => {
+                if let Err(e) = self.store.apply(cmd.clone()) {
+                    tracing::error!(error = %e, command = ?cmd, "cannot persist a decision: the controller stops deciding");
+                    self.shared.shutdown.cancel();
+                    return false;
+                }
+                tracing::debug!(command = ?cmd, "persisted");
+            }
+            Command::ToAgent {
+                key,
+                session,
+                message,
+            } => {
+                let message = match message {
+                    ControllerMessage::Welcome(mut w) => {
+                        w.controller_id = self.shared.id().to_string();
+                        ControllerMessage::Welcome(w)
+                    }
+                    ControllerMessage::Command(c) => {
+                        if matches!(c.action, Action::Restart { .. }) {
+                            *self.restarts_total.entry(key.clone()).or_default() += 1;
+                        }
+                        tracing::info!(host = %key.1, id = %c.id, epoch = %c.epoch, action = ?c.action, "command to agent");
+                        ControllerMessage::Command(c)
+                    }
+                    other => other,
+                };
+                if let Some((current, outbox)) = self.sessions.get(&key)
+                    && session.is_none_or(|s| s == *current)
+                    && outbox.try_send(Ok(message.into())).is_err()
+                {
+                    tracing::warn!(host = %key.1, "agent session congested: message dropped");
+                }
+            }
+            Command::RefuseSession {
+                key,
+                session,
+                reason,
+            } => {
+                tracing::warn!(group = %key.0, host = %key.1, %reason, "session refused");
+                if let Some((s, outbox)) = self.sessions.get(&key)
+                    && *s == session
+                {
+                    let _ = outbox.try_send(Err(Status::failed_precondition(reason)));
+                    self.sessions.remove(&key);
+                }
+            }
+            Command::Reply {
+                request_id,
+                outcome,
+            } => {
+                if let Some(reply) = self.replies.remove(&request_id) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Command::RepointLb {
+                id,
+                group,
+                epoch,
+                new_primary,
+                old_primary,
+            } => {
+                let cfg = self
+                    .shared
+                    .config
+                    .groups
+                    .iter()
+                    .find(|g| g.name == group)
+                    .and_then(|g| g.lb.clone());
+                let internal = self.internal.clone();
+                tracing::info!(%group, %epoch, new = %new_primary, old = ?old_primary, "repointing the load balancer");
+                tokio::spawn(async move {
+                    let outcome = lb::repoint(
+                        cfg.as_ref(),
+                        &group,
+                        epoch,
+                        &new_primary,
+                        old_primary.as_ref(),
+                    )
+                    .await;
+                    if let Err(e) = &outcome {
+                        tracing::error!(%group, error = %e, "load balancer repointing failed");
+                    }
+                    let _ = internal.send(Event::ActionResult { id, outcome }).await;
+                });
+            }
+            Command::Smoke {
+                id,
+                group,
+                expect_host,
+            } => {
+                let url = self
+                    .shared
+                    .config
+                    .groups
+                    .iter()
+                    .find(|g| g.name == group)
+                    .and_then(|g| g.smoke_url.clone());
+                let internal = self.internal.clone();
+                tokio::spawn(async move {
+                    let outcome = lb::smoke(url.as_deref(), &expect_host).await;
+                    let _ = internal.send(Event::ActionResult { id, outcome }).await;
+                });
+            }
+            Command::Notify(n) => {
+                tracing::warn!(group = %n.group, host = ?n.host.as_ref().map(|h| h.to_string()), text = %n.text, "notification");
+                self.notifier.send(n);
+            }
+        }
+        true
+    }
+}
