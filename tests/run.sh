@@ -14,6 +14,7 @@ declare -A PACKAGES=(
   [curl]=curl            # used by deploy/demo.sh checks and docs examples
   [erl]=erlang-base      # a real Erlang/OTP node for the Erlang probe (erl, erlc, epmd)
   [zstd]=zstd            # the human restore path: zstd -dc | tar -x
+  [promtool]=prometheus  # promtool check rules deploy/prometheus/alerts.yml
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
@@ -44,6 +45,9 @@ log "test"
 export DR_BIN_DIR="$PWD/target/debug"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --profile ci
+  # the S3 store's tests (a real S3-protocol server in-process) need the s3 feature
+  cargo nextest run -p dr-backup --features s3 --profile ci
 else
   cargo test --workspace --quiet
+  cargo test -p dr-backup --features s3 --quiet
 fi

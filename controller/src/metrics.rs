@@ -155,6 +155,30 @@ pub fn render(view: &StatusView, facts: &ControllerFacts) -> String {
     }
 
     f.header(
+        "erlmcp_dr_restarts_total",
+        "counter",
+        "Service restarts the controller ordered, per member, since it started.",
+    );
+    for ((g, h), n) in &facts.restarts_total {
+        f.sample(
+            "erlmcp_dr_restarts_total",
+            &[("group", g.as_str()), ("host", h.as_str())],
+            *n as f64,
+        );
+    }
+    f.header(
+        "erlmcp_dr_incidents_open",
+        "gauge",
+        "Open incidents per group.",
+    );
+    for (g, n) in &facts.incidents_open {
+        f.sample(
+            "erlmcp_dr_incidents_open",
+            &[("group", g.as_str())],
+            *n as f64,
+        );
+    }
+    f.header(
         "erlmcp_dr_agent_sessions_opened_total",
         "counter",
         "Agent sessions opened since the controller started.",

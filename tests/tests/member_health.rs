@@ -67,6 +67,9 @@ async fn three_agents_reach_all_green_with_exactly_one_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_is_red_within_two_seconds_and_green_again_after_restart() {
     let c = Cluster::start(ClusterOptions::default()).await.unwrap();
+    // maintenance mode: no automatic restart, so the restart below is ours (recovery.rs covers
+    // the automatic one)
+    assert!(c.drctl(&["pause"]).status.success());
     let killed_at = Instant::now();
     c.signal_standin(1, Sig::Kill).unwrap();
     let v = c
@@ -101,6 +104,10 @@ async fn a_killed_service_is_red_within_two_seconds_and_green_again_after_restar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_service_is_a_timeout_and_a_500_is_an_application_error() {
     let c = Cluster::start(ClusterOptions::default()).await.unwrap();
+    assert!(
+        c.drctl(&["pause"]).status.success(),
+        "maintenance: observe, do not act"
+    );
     let svc2 = c.host(1).service.to_string();
     let svc3 = c.host(2).service.to_string();
 

@@ -11,8 +11,9 @@ use dr_proto::process::{Sig, read_pid_file, signal};
 use drctl::demo::layout::{self, DemoPlan, GROUP, HostPlan, OPERATOR, VIEWER};
 use drctl::pki::{PkiPlan, init as pki_init, names};
 
-use super::bins::Bins;
+use super::bins::{Bins, haproxy};
 use super::daemon::Daemon;
+use super::netns::NetNs;
 use super::wait::wait_until;
 
 #[derive(Clone, Debug)]
@@ -21,8 +22,14 @@ pub struct ClusterOptions {
     /// TOML appended to the controller config; must start with a table header
     /// (e.g. `[thresholds.queue_depth]`).
     pub controller_extra: String,
-    /// Wait for every member to be green before returning.
+    /// TOML appended to every agent config; must start with a table header (e.g. `[lease]`).
+    pub agent_extra: String,
+    /// Wait for every member to be green (and the primary serving) before returning.
     pub wait_green: bool,
+    /// Put HAProxy in front (required; the test fails if it is not installed).
+    pub haproxy: bool,
+    /// Hosts (by index) that run in their own network namespace (root only).
+    pub netns_hosts: Vec<usize>,
 }
 
 impl Default for ClusterOptions {
@@ -30,7 +37,10 @@ impl Default for ClusterOptions {
         ClusterOptions {
             hosts: 3,
             controller_extra: String::new(),
+            agent_extra: String::new(),
             wait_green: true,
+            haproxy: false,
+            netns_hosts: Vec::new(),
         }
     }
 }
@@ -40,6 +50,9 @@ pub struct Cluster {
     pub plan: DemoPlan,
     pub controller: Option<Daemon>,
     pub agents: Vec<Option<Daemon>>,
+    pub haproxy: Option<Daemon>,
+    /// Per host: its network namespace, if it has one.
+    pub netns: Vec<Option<NetNs>>,
     options: ClusterOptions,
     // last: removed after every process is gone
     dir: tempfile::TempDir,
@@ -50,7 +63,26 @@ impl Cluster {
         dr_proto::install_crypto_provider();
         let bins = Bins::locate();
         let dir = tempfile::Builder::new().prefix("drtest-").tempdir()?;
-        let plan = DemoPlan::new(dir.path(), options.hosts, 1, false, false)?;
+        if options.haproxy {
+            anyhow::ensure!(
+                haproxy().is_some(),
+                "haproxy is not installed (tests/run.sh installs it)"
+            );
+        }
+        let mut plan = DemoPlan::new(dir.path(), options.hosts, 1, options.haproxy, false)?;
+        let mut netns: Vec<Option<NetNs>> = plan.hosts.iter().map(|_| None).collect();
+        for &i in &options.netns_hosts {
+            let ns = NetNs::create()?;
+            let h = &mut plan.hosts[i];
+            h.service = std::net::SocketAddr::from((ns.ns_ip, h.service.port()));
+            h.agent_http = std::net::SocketAddr::from((ns.ns_ip, h.agent_http.port()));
+            netns[i] = Some(ns);
+        }
+        if !options.netns_hosts.is_empty() {
+            // reachable from the namespaces too
+            let c = &mut plan.controllers[0];
+            c.grpc = std::net::SocketAddr::from(([0, 0, 0, 0], c.grpc.port()));
+        }
         let pki = PkiPlan {
             dir: plan.pki_dir(),
             controllers: names("controller", &["ctl1".into()])
@@ -82,12 +114,35 @@ impl Cluster {
                 options.controller_extra
             ),
         )?;
-        for h in &plan.hosts {
+        let grpc_port = plan.controllers[0].grpc.port();
+        for (i, h) in plan.hosts.iter().enumerate() {
             std::fs::create_dir_all(h.data_dir())?;
+            let mut text = layout::agent_toml(&plan, h, &bins.standin());
+            if let Some(ns) = &netns[i] {
+                // the controller as seen from inside the namespace; its certificate names localhost
+                let url = format!("https://{}:{grpc_port}", ns.root_ip);
+                text = text
+                    .lines()
+                    .map(|l| {
+                        if l.starts_with("controllers = ") {
+                            format!("controllers = [\"{url}\"]")
+                        } else if l == "[tls]" {
+                            "[tls]\nserver_name = \"localhost\"".to_string()
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
             std::fs::write(
                 h.agent_config(),
-                layout::agent_toml(&plan, h, &bins.standin()),
+                format!("{text}\n{}\n", options.agent_extra),
             )?;
+        }
+        if !options.netns_hosts.is_empty() {
+            // drctl and the harness talk to the controller over loopback
+            plan.controllers[0].grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
         }
         std::fs::write(plan.drctl_config(), layout::drctl_toml(&plan))?;
         let mut cluster = Cluster {
@@ -95,6 +150,8 @@ impl Cluster {
             agents: plan.hosts.iter().map(|_| None).collect(),
             plan,
             controller: None,
+            haproxy: None,
+            netns,
             options,
             dir,
         };
@@ -103,17 +160,93 @@ impl Cluster {
             cluster.start_standin(i)?;
             cluster.start_agent(i)?;
         }
+        if let Some(h) = cluster.plan.haproxy.clone() {
+            std::fs::create_dir_all(&h.dir)?;
+            std::fs::write(h.config(), drctl::demo::haproxy::config(&cluster.plan, &h))?;
+            let bin = haproxy().expect("checked above");
+            cluster.haproxy = Some(Daemon::spawn(
+                "haproxy",
+                &bin,
+                &drctl::demo::haproxy::run_args(&h.config()),
+                &h.log(),
+            )?);
+        }
         if cluster.options.wait_green {
             let n = cluster.plan.hosts.len();
             cluster
-                .wait_status("every member green", Duration::from_secs(30), |v| {
-                    v.group(GROUP).is_some_and(|g| {
-                        g.members.len() == n && g.members.iter().all(|m| m.health == Health::Green)
-                    })
-                })
+                .wait_status(
+                    "every member green and the primary holding its lease",
+                    Duration::from_secs(30),
+                    |v| {
+                        v.group(GROUP).is_some_and(|g| {
+                            g.members.len() == n
+                                && g.members.iter().all(|m| m.health == Health::Green)
+                                && g.members.iter().any(|m| m.lease_remaining_ms.is_some())
+                        })
+                    },
+                )
                 .await?;
+            if cluster.haproxy.is_some() {
+                let c = &cluster;
+                wait_until(
+                    "the load balancer to route to the primary",
+                    Duration::from_secs(15),
+                    || async move { c.lb_get("/").await.ok().filter(|r| r.status == 200) },
+                )
+                .await?;
+            }
         }
         Ok(cluster)
+    }
+
+    /// The load balancer's address.
+    pub fn lb(&self) -> Option<String> {
+        self.plan.haproxy.as_ref().map(|h| h.frontend.to_string())
+    }
+
+    /// GET through the load balancer.
+    pub async fn lb_get(&self, path: &str) -> anyhow::Result<super::http::Reply> {
+        let lb = self
+            .lb()
+            .ok_or_else(|| anyhow::anyhow!("no load balancer in this cluster"))?;
+        Ok(
+            super::http::request(hyper::Method::GET, &lb, path, None, Duration::from_secs(2))
+                .await?,
+        )
+    }
+
+    /// The recorded primary, from drctl status.
+    pub fn primary(&self) -> Option<String> {
+        self.status()
+            .ok()?
+            .group(GROUP)?
+            .primary
+            .as_ref()
+            .map(|p| p.to_string())
+    }
+
+    pub fn index_of(&self, host: &str) -> usize {
+        self.plan
+            .hosts
+            .iter()
+            .position(|h| h.host == host)
+            .expect("a host of this cluster")
+    }
+
+    /// `program args` for host `i`: inside its namespace if it has one.
+    fn host_command(
+        &self,
+        i: usize,
+        program: &std::path::Path,
+        args: &[String],
+    ) -> (PathBuf, Vec<String>) {
+        match &self.netns[i] {
+            Some(ns) => {
+                let (p, a) = ns.wrap(&program.display().to_string(), args);
+                (PathBuf::from(p), a)
+            }
+            None => (program.to_path_buf(), args.to_vec()),
+        }
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -176,7 +309,8 @@ impl Cluster {
     /// Start the stand-in of host `i` the way its agent would (`service.start`).
     pub fn start_standin(&self, i: usize) -> anyhow::Result<()> {
         let start = layout::standin_start(&self.plan.hosts[i], &self.bins.standin());
-        let out = Command::new(&start[0]).args(&start[1..]).output()?;
+        let (program, args) = self.host_command(i, std::path::Path::new(&start[0]), &start[1..]);
+        let out = Command::new(program).args(args).output()?;
         anyhow::ensure!(
             out.status.success(),
             "stand-in {i} did not start: {}",
@@ -247,6 +381,9 @@ impl Cluster {
 
     fn logs(&self) -> Vec<PathBuf> {
         let mut v = vec![self.plan.controllers[0].log()];
+        if let Some(h) = &self.plan.haproxy {
+            v.push(h.log());
+        }
         for h in &self.plan.hosts {
             v.push(h.agent_log());
             v.push(h.service_log());
@@ -284,6 +421,12 @@ impl Drop for Cluster {
         }
         if let Some(c) = self.controller.as_mut() {
             c.kill();
+        }
+        if let Some(h) = self.haproxy.as_mut() {
+            h.kill();
+        }
+        for ns in self.netns.iter_mut() {
+            drop(ns.take());
         }
         if std::thread::panicking() {
             // keep the directory for inspection

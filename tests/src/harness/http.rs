@@ -1,11 +1,9 @@
-//! A small HTTP/1.1 client for tests (GET/POST with a timeout, fresh connection each time).
+//! HTTP helpers for tests, on top of the project's own one-shot client.
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use dr_proto::http_client::{self, GetError};
+use hyper::Method;
 
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -25,37 +23,33 @@ pub async fn request(
     path: &str,
     body: Option<String>,
     timeout: Duration,
-) -> anyhow::Result<Reply> {
-    tokio::time::timeout(timeout, async {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        let conn = tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", addr);
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        conn.abort();
-        Ok(Reply {
-            status,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        })
+) -> Result<Reply, GetError> {
+    let uri: hyper::Uri = format!("http://{addr}{path}")
+        .parse()
+        .map_err(|e| GetError::Io(format!("bad URL: {e}")))?;
+    let headers: &[(&str, &str)] = if body.is_some() {
+        &[("content-type", "application/json")]
+    } else {
+        &[]
+    };
+    let a = http_client::request(
+        method,
+        &uri,
+        headers,
+        body.unwrap_or_default().into(),
+        timeout,
+    )
+    .await?;
+    Ok(Reply {
+        status: a.status.as_u16(),
+        body: String::from_utf8_lossy(&a.body).into_owned(),
     })
-    .await
-    .map_err(|_| anyhow::anyhow!("{addr}{path}: no answer within {timeout:?}"))?
 }
 
 pub async fn get(addr: &str, path: &str) -> anyhow::Result<Reply> {
-    request(Method::GET, addr, path, None, Duration::from_secs(3)).await
+    Ok(request(Method::GET, addr, path, None, Duration::from_secs(3)).await?)
 }
 
 pub async fn post(addr: &str, path: &str, body: Option<String>) -> anyhow::Result<Reply> {
-    request(Method::POST, addr, path, body, Duration::from_secs(3)).await
+    Ok(request(Method::POST, addr, path, body, Duration::from_secs(3)).await?)
 }

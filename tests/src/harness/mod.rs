@@ -5,9 +5,11 @@
 //! (`target/debug`). Build them first: `cargo build --workspace --bins` (tests/run.sh does).
 
 pub mod bins;
+pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod http;
+pub mod netns;
 pub mod wait;
 
 pub use bins::Bins;
