@@ -30,6 +30,8 @@ pub struct ClusterOptions {
     pub haproxy: bool,
     /// Hosts (by index) that run in their own network namespace (root only).
     pub netns_hosts: Vec<usize>,
+    /// Make every promote hook take this long (to act during a failover).
+    pub promote_delay_ms: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -41,6 +43,7 @@ impl Default for ClusterOptions {
             wait_green: true,
             haproxy: false,
             netns_hosts: Vec::new(),
+            promote_delay_ms: None,
         }
     }
 }
@@ -115,6 +118,8 @@ impl Cluster {
             ),
         )?;
         let grpc_port = plan.controllers[0].grpc.port();
+        // the controller listens everywhere (config written above); everyone else dials loopback
+        plan.controllers[0].grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
         for (i, h) in plan.hosts.iter().enumerate() {
             std::fs::create_dir_all(h.data_dir())?;
             let mut text = layout::agent_toml(&plan, h, &bins.standin());
@@ -135,14 +140,27 @@ impl Cluster {
                     .collect::<Vec<_>>()
                     .join("\n");
             }
+            if let Some(ms) = options.promote_delay_ms {
+                text = text
+                    .lines()
+                    .map(|l| match l.strip_prefix("promote = { command = [") {
+                        Some(rest) => {
+                            let args = rest.split(']').next().unwrap_or_default();
+                            format!(
+                                "promote = {{ command = [\"sh\", \"-c\", \"sleep {:.3}; exec \\\"$0\\\" \\\"$@\\\"\", {args}], timeout_ms = {} }}",
+                                ms as f64 / 1000.0,
+                                ms + 10_000
+                            )
+                        }
+                        None => l.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
             std::fs::write(
                 h.agent_config(),
                 format!("{text}\n{}\n", options.agent_extra),
             )?;
-        }
-        if !options.netns_hosts.is_empty() {
-            // drctl and the harness talk to the controller over loopback
-            plan.controllers[0].grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
         }
         std::fs::write(plan.drctl_config(), layout::drctl_toml(&plan))?;
         let mut cluster = Cluster {
@@ -171,6 +189,17 @@ impl Cluster {
                 &h.log(),
             )?);
         }
+        if let Err(e) = cluster.wait_ready().await {
+            cluster.print_logs();
+            let dir = std::mem::replace(&mut cluster.dir, tempfile::tempdir()?);
+            eprintln!("(test files kept in {})", dir.keep().display());
+            return Err(e);
+        }
+        Ok(cluster)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let cluster = self;
         if cluster.options.wait_green {
             let n = cluster.plan.hosts.len();
             cluster
@@ -196,7 +225,7 @@ impl Cluster {
                 .await?;
             }
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// The load balancer's address.
@@ -292,14 +321,19 @@ impl Cluster {
 
     pub fn start_agent(&mut self, i: usize) -> anyhow::Result<()> {
         let h = self.plan.hosts[i].clone();
-        let d = Daemon::spawn(
-            &format!("agent {}", h.host),
+        let (program, args) = self.host_command(
+            i,
             &self.bins.agent(),
             &[
                 "run".into(),
                 "--config".into(),
                 h.agent_config().display().to_string(),
             ],
+        );
+        let d = Daemon::spawn(
+            &format!("agent {}", h.host),
+            &program,
+            &args,
             &h.agent_log(),
         )?;
         self.agents[i] = Some(d);
