@@ -87,6 +87,10 @@ impl RoleMachine {
             // an older controller view (message reordering): ignore
             return fx;
         }
+        if role == Role::Primary && epoch > self.told_epoch {
+            // a new term as primary starts clean: a release from an older epoch does not hold
+            self.released = false;
+        }
         self.told_role = role;
         self.told_epoch = epoch;
         self.primary = primary;
@@ -204,11 +208,17 @@ impl RoleMachine {
         self.released = false;
     }
 
+    /// The promote hook finished. A `Promote` command is the controller's word that this host is
+    /// primary at `epoch` (it persisted that before sending), so it may run ahead of the acks.
     pub fn promote_done(&mut self, epoch: Epoch, ok: bool) {
         if self.busy_with == "promote" {
             self.busy_with.clear();
         }
-        if ok && epoch == self.told_epoch {
+        if ok && epoch > self.told_epoch {
+            self.told_epoch = epoch;
+            self.told_role = Role::Primary;
+        }
+        if ok && epoch == self.told_epoch && self.told_role == Role::Primary {
             self.promoted = Some(epoch);
             self.fenced = false;
             self.released = false;
@@ -341,6 +351,20 @@ mod tests {
         );
         m.resume();
         assert!(m.want_lease(t0).is_some());
+    }
+
+    #[test]
+    fn a_promote_command_may_run_ahead_of_the_acks_and_clears_an_old_release() {
+        let t0 = Instant::now();
+        let mut m = RoleMachine::default();
+        m.told(Role::Replica, Epoch(2), None);
+        m.release("demoted at epoch 2");
+        // the controller made us primary at epoch 4; its command arrives before any ack says so
+        m.promote_done(Epoch(4), true);
+        let (id, e) = m.want_lease(t0).expect("asks for the lease of epoch 4");
+        assert_eq!(e, Epoch(4));
+        m.lease_answer(id, e, Ok(2000));
+        assert!(m.serving_as_primary(t0));
     }
 
     #[test]

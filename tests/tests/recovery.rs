@@ -188,6 +188,7 @@ async fn a_500_is_an_application_error_and_is_not_restarted() {
 async fn a_spent_restart_budget_escalates_instead_of_looping() {
     let c = Cluster::start(ClusterOptions {
         controller_extra: "[restart]\nbudget = 1\nbackoff_s = 1\n".into(),
+        agent_extra: "[restart]\nhealthy_timeout_ms = 5000\n".into(),
         ..ClusterOptions::default()
     })
     .await

@@ -285,6 +285,10 @@ impl Decider {
                 now,
             );
         }
+        self.send_promote(group, &t, epoch, now);
+    }
+
+    fn send_promote(&mut self, group: &GroupName, t: &Transition, epoch: Epoch, now: Now) {
         let key = (group.clone(), t.to.clone());
         let id = self.new_action(
             Purpose::Promote {
@@ -305,6 +309,41 @@ impl Decider {
                     old_primary: t.from.clone(),
                 },
             }),
+        });
+    }
+
+    fn send_repoint(&mut self, group: &GroupName, t: &Transition, now: Now) {
+        let id = self.new_action(
+            Purpose::Repoint {
+                group: group.clone(),
+                epoch: t.epoch,
+            },
+            Duration::from_secs(10),
+            now,
+        );
+        self.out.push(Command::RepointLb {
+            id,
+            group: group.clone(),
+            epoch: t.epoch,
+            new_primary: t.to.clone(),
+            old_primary: t.from.clone(),
+            others: self.others(group, &t.to),
+        });
+    }
+
+    fn send_smoke(&mut self, group: &GroupName, t: &Transition, now: Now) {
+        let id = self.new_action(
+            Purpose::TransitionSmoke {
+                group: group.clone(),
+                epoch: t.epoch,
+            },
+            Duration::from_secs(10),
+            now,
+        );
+        self.out.push(Command::Smoke {
+            id,
+            group: group.clone(),
+            expect_host: t.to.clone(),
         });
     }
 
@@ -373,9 +412,45 @@ impl Decider {
                         "the new primary became unreachable while promoting",
                         now,
                     );
+                    return;
+                }
+                // the promote took effect though its answer was lost (or this controller restarted
+                // in between): the new primary's own report says so
+                let done = self
+                    .members
+                    .get(&to_key)
+                    .and_then(|o| o.last_report.as_ref())
+                    .and_then(|r| r.role_state.as_ref())
+                    .is_some_and(|s| s.promoted && s.lease_valid && s.epoch == t.epoch);
+                let pending = self.pending.values().any(|p| matches!(&p.purpose, Purpose::Promote { key, epoch } if *key == to_key && *epoch == t.epoch));
+                if done {
+                    self.pending.retain(|_, p| !matches!(&p.purpose, Purpose::Promote { key, .. } if *key == to_key));
+                    self.transition_result(
+                        Purpose::Promote {
+                            key: to_key,
+                            epoch: t.epoch,
+                        },
+                        Ok("promoted (seen in its report)".into()),
+                        Duration::ZERO,
+                        now,
+                    );
+                } else if !pending {
+                    self.send_promote(group, &t, t.epoch, now);
                 }
             }
-            TransitionPhase::Repointing | TransitionPhase::Verifying => {}
+            TransitionPhase::Repointing => {
+                let pending = self.pending.values().any(|p| matches!(&p.purpose, Purpose::Repoint { group: g, epoch } if g == group && *epoch == t.epoch));
+                if !pending {
+                    // resumed after a controller restart or leader change
+                    self.send_repoint(group, &t, now);
+                }
+            }
+            TransitionPhase::Verifying => {
+                let pending = self.pending.values().any(|p| matches!(&p.purpose, Purpose::TransitionSmoke { group: g, epoch } if g == group && *epoch == t.epoch));
+                if !pending {
+                    self.send_smoke(group, &t, now);
+                }
+            }
         }
     }
 
@@ -492,21 +567,11 @@ impl Decider {
                                 ..t.clone()
                             }),
                         });
-                        let id = self.new_action(
-                            Purpose::Repoint {
-                                group: key.0.clone(),
-                                epoch,
-                            },
-                            Duration::from_secs(10),
-                            now,
-                        );
-                        self.out.push(Command::RepointLb {
-                            id,
-                            group: key.0.clone(),
-                            epoch,
-                            new_primary: key.1.clone(),
-                            old_primary: t.from.clone(),
-                        });
+                        let t = Transition {
+                            phase: TransitionPhase::Repointing,
+                            ..t.clone()
+                        };
+                        self.send_repoint(&key.0, &t, now);
                     }
                     Err(e) => self.candidate_failed(&key.0, &format!("promote failed: {e}"), now),
                 }
@@ -720,6 +785,7 @@ impl Decider {
             id,
             group: group.clone(),
             epoch,
+            others: self.others(group, &primary),
             new_primary: primary,
             old_primary: None,
         });

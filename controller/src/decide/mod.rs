@@ -170,6 +170,9 @@ pub enum Command {
         epoch: Epoch,
         new_primary: HostName,
         old_primary: Option<HostName>,
+        /// Every other member: out of rotation (so the LB can never route to two primaries,
+        /// whatever state it was left in).
+        others: Vec<HostName>,
     },
     /// A request through the load balancer must be answered by `expect_host`; answer with
     /// `ActionResult { id }`.
@@ -349,6 +352,14 @@ impl Decider {
         id
     }
 
+    /// Members of `group` other than `host`.
+    pub(crate) fn others(&self, group: &GroupName, host: &HostName) -> Vec<HostName> {
+        self.desired
+            .group(group)
+            .map(|g| g.members.keys().filter(|h| *h != host).cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn obs(&mut self, key: &MemberKey) -> &mut MemberObs {
         self.members.entry(key.clone()).or_default()
     }
@@ -409,9 +420,10 @@ impl Decider {
                 if valid {
                     debug_assert!(
                         g.primary.as_ref() == Some(&key.1)
-                            || g.transition
-                                .as_ref()
-                                .is_some_and(|t| t.from.as_ref() == Some(&key.1)),
+                            || g.transition.as_ref().is_some_and(|t| {
+                                t.from.as_ref() == Some(&key.1)
+                                    || t.waiting_on.as_ref() == Some(&key.1)
+                            }),
                         "lease valid for {key:?} which is neither primary nor the outgoing primary"
                     );
                 }

@@ -167,9 +167,11 @@ impl Decider {
                 req.epoch, g.epoch
             )),
             Some(g)
-                if g.transition
-                    .as_ref()
-                    .is_some_and(|t| t.from.as_ref() == Some(&key.1)) =>
+                if g.transition.as_ref().is_some_and(|t| {
+                    t.from.as_ref() == Some(&key.1)
+                        || t.waiting_on.as_ref() == Some(&key.1)
+                        || t.failed.contains(&key.1)
+                }) =>
             {
                 Some("primary is being handed over".to_string())
             }

@@ -17,12 +17,15 @@ use crate::config::LbConfig;
 
 const ATTEMPTS: u32 = 3;
 
+/// Route `group` to `new` only: `new` ready, every one of `others` out of rotation.
+/// `old` (the previous primary) is passed to exec hooks for their information.
 pub async fn repoint(
     cfg: Option<&LbConfig>,
     group: &GroupName,
     epoch: Epoch,
     new: &HostName,
     old: Option<&HostName>,
+    others: &[HostName],
 ) -> Result<String, String> {
     let Some(cfg) = cfg else {
         return Ok("no load balancer driver configured (LBs poll /primary)".into());
@@ -41,7 +44,10 @@ pub async fn repoint(
                         .cloned()
                         .unwrap_or_else(|| h.to_string())
                 };
-                haproxy_repoint(socket, backend, &name(new), old.map(name).as_deref()).await
+                {
+                    let others: Vec<String> = others.iter().map(name).collect();
+                    haproxy_repoint(socket, backend, &name(new), &others).await
+                }
             }
             LbConfig::Exec {
                 command,
@@ -97,16 +103,16 @@ async fn haproxy_repoint(
     socket: &Path,
     backend: &str,
     new: &str,
-    old: Option<&str>,
+    others: &[String],
 ) -> Result<String, String> {
-    let mut steps = vec![
-        format!("set server {backend}/{new} state ready"),
-        format!("set server {backend}/{new} health up"),
-    ];
-    if let Some(old) = old.filter(|o| *o != new) {
-        steps.push(format!("set server {backend}/{old} state maint"));
-        steps.push(format!("shutdown sessions server {backend}/{old}"));
+    // Others out first, then the new primary in: never two servers in rotation at once.
+    let mut steps = Vec::new();
+    for o in others.iter().filter(|o| o.as_str() != new) {
+        steps.push(format!("set server {backend}/{o} state maint"));
+        steps.push(format!("shutdown sessions server {backend}/{o}"));
     }
+    steps.push(format!("set server {backend}/{new} state ready"));
+    steps.push(format!("set server {backend}/{new} health up"));
     for cmd in &steps {
         let out = haproxy_command(socket, cmd).await?;
         haproxy_ok(&out, cmd)?;
@@ -123,18 +129,18 @@ async fn haproxy_repoint(
             new_state.op_state, new_state.admin_raw
         ));
     }
-    if let Some(old) = old.filter(|o| *o != new)
-        && let Some(o) = servers.iter().find(|s| s.name == old)
-        && !o.admin_maint
+    if let Some(o) = servers
+        .iter()
+        .find(|s| s.name != new && others.contains(&s.name) && !s.admin_maint)
     {
         return Err(format!(
-            "HAProxy server {backend}/{old} is still not in maintenance"
+            "HAProxy server {backend}/{} is still not in maintenance",
+            o.name
         ));
     }
     Ok(format!(
-        "HAProxy {backend}: {new} ready{}",
-        old.map(|o| format!(", {o} in maintenance"))
-            .unwrap_or_default()
+        "HAProxy {backend}: {new} ready, {} other server(s) in maintenance",
+        others.iter().filter(|o| o.as_str() != new).count()
     ))
 }
 

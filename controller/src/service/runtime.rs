@@ -551,6 +551,7 @@ impl Runtime {
                 epoch,
                 new_primary,
                 old_primary,
+                others,
             } => {
                 let cfg = self
                     .shared
@@ -568,6 +569,7 @@ impl Runtime {
                         epoch,
                         &new_primary,
                         old_primary.as_ref(),
+                        &others,
                     )
                     .await;
                     if let Err(e) = &outcome {

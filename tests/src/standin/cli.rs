@@ -195,7 +195,16 @@ fn daemon(args: RunArgs) -> ExitCode {
                 args.log_file.display()
             ));
         }
-        if std::net::TcpStream::connect_timeout(&args.listen, Duration::from_millis(200)).is_ok() {
+        // ready = it wrote its own pid (after binding) and the port answers; a port that answers
+        // for someone else does not count
+        let own_pid = args
+            .pid_file
+            .as_ref()
+            .is_none_or(|p| read_pid_file(p).ok().flatten() == Some(child.id()));
+        if own_pid
+            && std::net::TcpStream::connect_timeout(&args.listen, Duration::from_millis(200))
+                .is_ok()
+        {
             println!("{}", child.id());
             return ExitCode::SUCCESS;
         }
