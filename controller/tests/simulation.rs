@@ -740,7 +740,7 @@ impl Sim {
 /// What a seed does: a list of faults in the fault window, and whether it is a lone primary loss.
 fn schedule(seed: u64) -> (Vec<(u64, Fault)>, bool) {
     let mut r = fastrand::Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15);
-    if seed % 3 == 0 {
+    if seed.is_multiple_of(3) {
         // a lone loss of the primary, at a random time, by a random cause
         let t = r.u64(3000..8000);
         let f = match r.u32(0..3) {
