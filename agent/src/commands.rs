@@ -123,6 +123,14 @@ async fn run(ctx: &Ctx, command: Command, out: &mpsc::Sender<pb::AgentMessage>) 
         Action::Diagnostics { log_mib } => {
             result(crate::diagnostics::bundle(ctx, &command.id, log_mib, out).await)
         }
+        Action::Backup { .. }
+        | Action::Restore { .. }
+        | Action::VerifyBackup { .. }
+        | Action::Drill { .. }
+        | Action::ListBackups
+        | Action::ApplyRetention { .. } => {
+            result(Err("no [backup] store is configured on this agent".into()))
+        }
     }
 }
 

@@ -23,7 +23,9 @@ pub fn renew_now(state: &AgentState) {
 pub async fn run(state: Arc<AgentState>, renew: Duration, shutdown: CancellationToken) {
     let mut renew_tick = tokio::time::interval(renew);
     renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut watch_tick = tokio::time::interval(Duration::from_millis(20));
+    // `/primary` checks the lease on every request, so it stops answering 200 exactly at expiry;
+    // the watchdog only has to run the fence hook soon after.
+    let mut watch_tick = tokio::time::interval(Duration::from_millis(100));
     watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -8,6 +8,16 @@ use crate::pb;
 
 const MAX_CAPABILITIES: usize = 64;
 const MAX_ID: usize = 128;
+/// A backup id (`full-2026-01-27T13:45:30Z`); empty means "the newest".
+fn backup_id(field: &'static str, s: String) -> Result<Option<String>, ProtocolError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    crate::domain::valid_backup_id(&s)
+        .then_some(Some(s.clone()))
+        .ok_or(ProtocolError::OutOfRange { field, value: s })
+}
+
 /// Streamed chunks are cut by the agent well below the message limit.
 const MAX_CHUNK: usize = 256 * 1024;
 
@@ -256,6 +266,28 @@ impl TryFrom<pb::Command> for Command {
                 follow: r.follow,
             },
             A::Diagnostics(d) => Action::Diagnostics { log_mib: d.log_mib },
+            A::Backup(b) => Action::Backup {
+                incremental: b.incremental,
+            },
+            A::Restore(r) => Action::Restore {
+                backup_id: backup_id("restore.backup_id", r.backup_id)?,
+                from_host: optional_host("restore.from_host", r.from_host)?,
+            },
+            A::VerifyBackup(v) => Action::VerifyBackup {
+                backup_id: backup_id("verify_backup.backup_id", v.backup_id)?,
+                deep: v.deep,
+                from_host: optional_host("verify_backup.from_host", v.from_host)?,
+            },
+            A::Drill(d) => Action::Drill {
+                backup_id: backup_id("drill.backup_id", d.backup_id)?,
+                from_host: optional_host("drill.from_host", d.from_host)?,
+            },
+            A::ListBackups(_) => Action::ListBackups,
+            A::ApplyRetention(r) => Action::ApplyRetention {
+                keep_last: r.keep_last,
+                keep_daily: r.keep_daily,
+                keep_weekly: r.keep_weekly,
+            },
         };
         if c.id.is_empty() {
             return Err(ProtocolError::Missing("command.id"));
@@ -294,6 +326,40 @@ impl From<Command> for pb::Command {
                 follow,
             }),
             Action::Diagnostics { log_mib } => A::Diagnostics(pb::Diagnostics { log_mib }),
+            Action::Backup { incremental } => A::Backup(pb::Backup { incremental }),
+            Action::Restore {
+                backup_id,
+                from_host,
+            } => A::Restore(pb::Restore {
+                backup_id: backup_id.unwrap_or_default(),
+                from_host: from_host.map(String::from).unwrap_or_default(),
+            }),
+            Action::VerifyBackup {
+                backup_id,
+                deep,
+                from_host,
+            } => A::VerifyBackup(pb::VerifyBackup {
+                backup_id: backup_id.unwrap_or_default(),
+                deep,
+                from_host: from_host.map(String::from).unwrap_or_default(),
+            }),
+            Action::Drill {
+                backup_id,
+                from_host,
+            } => A::Drill(pb::Drill {
+                backup_id: backup_id.unwrap_or_default(),
+                from_host: from_host.map(String::from).unwrap_or_default(),
+            }),
+            Action::ListBackups => A::ListBackups(pb::ListBackups {}),
+            Action::ApplyRetention {
+                keep_last,
+                keep_daily,
+                keep_weekly,
+            } => A::ApplyRetention(pb::ApplyRetention {
+                keep_last,
+                keep_daily,
+                keep_weekly,
+            }),
         };
         pb::Command {
             id: c.id,

@@ -1,5 +1,6 @@
 //! Domain types: validated, plain Rust, independent of the wire format.
 
+mod backup;
 mod health;
 mod incident;
 mod names;
@@ -7,6 +8,10 @@ mod roles;
 mod session;
 mod status;
 
+pub use backup::{
+    BackupKind, BackupRecord, DrillOutcome, RestoreOutcome, RetentionOutcome, VerifyOutcome,
+    valid_backup_id,
+};
 pub use health::{
     AgentRoleState, ErlangProbe, HealthReport, HostProbe, HttpClass, HttpProbe, LogFacts, LogProbe,
     MetricsProbe, PortProbe, PortState, ProcessProbe, ProcessState, RpcResult, ServiceMetrics,

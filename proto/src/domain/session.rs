@@ -82,6 +82,28 @@ pub enum Action {
     Diagnostics {
         log_mib: u32,
     },
+    Backup {
+        incremental: bool,
+    },
+    Restore {
+        backup_id: Option<String>,
+        from_host: Option<HostName>,
+    },
+    VerifyBackup {
+        backup_id: Option<String>,
+        deep: bool,
+        from_host: Option<HostName>,
+    },
+    Drill {
+        backup_id: Option<String>,
+        from_host: Option<HostName>,
+    },
+    ListBackups,
+    ApplyRetention {
+        keep_last: u32,
+        keep_daily: u32,
+        keep_weekly: u32,
+    },
 }
 
 impl Action {
@@ -94,6 +116,12 @@ impl Action {
             Action::Demote { .. } => "demote",
             Action::ReadLogs { .. } => "logs",
             Action::Diagnostics { .. } => "diagnostics",
+            Action::Backup { .. }
+            | Action::VerifyBackup { .. }
+            | Action::ListBackups
+            | Action::ApplyRetention { .. } => "backup",
+            Action::Restore { .. } => "restore",
+            Action::Drill { .. } => "drill",
         }
     }
 }

@@ -380,7 +380,7 @@ impl Cluster {
 
     /// `drctl status -o json`, parsed.
     pub fn status(&self) -> anyhow::Result<StatusView> {
-        let out = self.drctl(&["status", "-o", "json"]);
+        let out = self.drctl(&["status", "-o", "json", "--verbose"]);
         anyhow::ensure!(
             out.status.success(),
             "drctl status failed: {}",

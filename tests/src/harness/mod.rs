@@ -8,6 +8,7 @@ pub mod bins;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
+pub mod erlang;
 pub mod http;
 pub mod netns;
 pub mod wait;
