@@ -39,6 +39,8 @@ struct RawConfig {
     escalation: EscalationSettings,
     #[serde(default)]
     notify: NotifySettings,
+    #[serde(default)]
+    backup: BackupSchedule,
     #[serde(default, rename = "group")]
     groups: Vec<GroupConfig>,
 }
@@ -91,6 +93,40 @@ impl Default for RestartSettings {
             backoff_s: d.restart_backoff.as_secs(),
             timeout_s: d.restart_timeout.as_secs(),
             hung_reports: d.hung_reports,
+        }
+    }
+}
+
+/// `[backup]`: scheduled backups, retention and restore drills (0 turns a schedule off).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSchedule {
+    pub full_every_s: u64,
+    pub incremental_every_s: u64,
+    pub drill_every_s: u64,
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    /// How long a restored member is watched before its incident is resolved.
+    pub restore_watch_s: u64,
+    pub timeout_s: u64,
+    /// The recovery point objective: exported so alerts can compare the backup age with it.
+    pub rpo_target_s: u64,
+}
+
+impl Default for BackupSchedule {
+    fn default() -> Self {
+        let d = Settings::default();
+        BackupSchedule {
+            full_every_s: d.backup_full_every.map(|x| x.as_secs()).unwrap_or(0),
+            incremental_every_s: d.backup_incremental_every.map(|x| x.as_secs()).unwrap_or(0),
+            drill_every_s: d.drill_every.map(|x| x.as_secs()).unwrap_or(0),
+            keep_last: d.retention_keep_last,
+            keep_daily: d.retention_keep_daily,
+            keep_weekly: d.retention_keep_weekly,
+            restore_watch_s: d.restore_watch.as_secs(),
+            timeout_s: d.backup_timeout.as_secs(),
+            rpo_target_s: 1800,
         }
     }
 }
@@ -221,6 +257,8 @@ pub struct ControllerConfig {
     pub thresholds: Thresholds,
     pub decide: Settings,
     pub notify: NotifySettings,
+    /// Seconds: the backup age alerts compare with.
+    pub rpo_target_s: u64,
     pub groups: Vec<GroupConfig>,
 }
 
@@ -372,6 +410,13 @@ impl ControllerConfig {
                 _ => {}
             }
         }
+        if raw.backup.keep_last == 0 {
+            return Err(ConfigError::key(
+                file,
+                "backup.keep_last",
+                "must keep at least 1 backup",
+            ));
+        }
         if raw.health.stale_after_ms < 100 {
             return Err(ConfigError::key(
                 file,
@@ -406,9 +451,21 @@ impl ControllerConfig {
                     .iter()
                     .map(|s| Duration::from_secs(*s))
                     .collect(),
+                backup_full_every: (raw.backup.full_every_s > 0)
+                    .then(|| Duration::from_secs(raw.backup.full_every_s)),
+                backup_incremental_every: (raw.backup.incremental_every_s > 0)
+                    .then(|| Duration::from_secs(raw.backup.incremental_every_s)),
+                drill_every: (raw.backup.drill_every_s > 0)
+                    .then(|| Duration::from_secs(raw.backup.drill_every_s)),
+                retention_keep_last: raw.backup.keep_last,
+                retention_keep_daily: raw.backup.keep_daily,
+                retention_keep_weekly: raw.backup.keep_weekly,
+                restore_watch: Duration::from_secs(raw.backup.restore_watch_s),
+                backup_timeout: Duration::from_secs(raw.backup.timeout_s.max(1)),
                 ..Settings::default()
             },
             thresholds: raw.thresholds,
+            rpo_target_s: raw.backup.rpo_target_s,
             notify: NotifySettings {
                 receivers: raw
                     .notify

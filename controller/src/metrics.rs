@@ -45,6 +45,21 @@ pub struct ControllerFacts {
     pub restarts_total: Vec<(crate::decide::MemberKey, u64)>,
     /// Open incidents per group.
     pub incidents_open: Vec<(dr_proto::domain::GroupName, u64)>,
+    pub backups: Vec<BackupFacts>,
+    pub rpo_target_s: u64,
+}
+
+/// What the catalog says about a group's backups and drills.
+#[derive(Clone, Debug)]
+pub struct BackupFacts {
+    pub group: dr_proto::domain::GroupName,
+    pub last_success_unix_s: Option<f64>,
+    pub age_s: Option<f64>,
+    pub last_size_bytes: Option<u64>,
+    pub last_duration_s: Option<f64>,
+    pub count: usize,
+    pub drill_last_success_unix_s: Option<f64>,
+    pub drill_last_ok: Option<bool>,
 }
 
 pub fn render(view: &StatusView, facts: &ControllerFacts) -> String {
@@ -166,6 +181,60 @@ pub fn render(view: &StatusView, facts: &ControllerFacts) -> String {
             *n as f64,
         );
     }
+    type BackupGetter = fn(&BackupFacts) -> Option<f64>;
+    let backup_series: [(&str, &str, BackupGetter); 7] = [
+        (
+            "erlmcp_dr_backup_last_success_timestamp_seconds",
+            "When the newest backup completed (unix seconds).",
+            |b| b.last_success_unix_s,
+        ),
+        (
+            "erlmcp_dr_backup_age_seconds",
+            "Age of the newest backup: the recovery point objective right now.",
+            |b| b.age_s,
+        ),
+        (
+            "erlmcp_dr_backup_last_size_bytes",
+            "Stored size of the newest backup.",
+            |b| b.last_size_bytes.map(|x| x as f64),
+        ),
+        (
+            "erlmcp_dr_backup_last_duration_seconds",
+            "How long the newest backup took.",
+            |b| b.last_duration_s,
+        ),
+        ("erlmcp_dr_backups", "Backups in the catalog.", |b| {
+            Some(b.count as f64)
+        }),
+        (
+            "erlmcp_dr_drill_last_success_timestamp_seconds",
+            "When the last successful restore drill ran (unix seconds).",
+            |b| b.drill_last_success_unix_s,
+        ),
+        (
+            "erlmcp_dr_drill_last_ok",
+            "1 if the most recent restore drill succeeded, 0 if it failed.",
+            |b| b.drill_last_ok.map(|ok| f64::from(u8::from(ok))),
+        ),
+    ];
+    for (name, help, get) in backup_series {
+        f.header(name, "gauge", help);
+        for b in &facts.backups {
+            if let Some(v) = get(b) {
+                f.sample(name, &[("group", b.group.as_str())], v);
+            }
+        }
+    }
+    f.header(
+        "erlmcp_dr_backup_rpo_target_seconds",
+        "gauge",
+        "The configured recovery point objective.",
+    );
+    f.sample(
+        "erlmcp_dr_backup_rpo_target_seconds",
+        &[],
+        facts.rpo_target_s as f64,
+    );
     f.header(
         "erlmcp_dr_incidents_open",
         "gauge",

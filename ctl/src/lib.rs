@@ -2,6 +2,7 @@
 //! demo layout, the status client). The binary is `src/main.rs`.
 
 pub mod actions;
+pub mod backups;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -11,7 +11,7 @@ use dr_proto::pb;
 use drctl::config::{self, DrctlConfig};
 use drctl::error::{CliError, CliResult};
 use drctl::output::Format;
-use drctl::{actions, client, demo, history, pki, status, streams};
+use drctl::{actions, backups, client, demo, history, pki, status, streams};
 
 #[derive(Parser)]
 #[command(
@@ -142,6 +142,35 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         log_mib: u32,
     },
+    /// Backups: take one, list the catalog, verify, run a restore drill.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCmd,
+    },
+    /// Procedures 2 and 4: restore a backup onto a host (stage and verify, stop, swap, post-restore
+    /// hooks, start, wait healthy; any failure puts the previous data back).
+    Restore {
+        /// The host to restore.
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        /// A backup id, or `latest`.
+        #[arg(long, default_value = "latest")]
+        backup: String,
+        /// Restore a backup taken on another host (a fresh or rebuilt host has none of its own).
+        #[arg(long)]
+        from_host: Option<String>,
+        /// Allow restoring the current primary (its clients lose the service meanwhile).
+        #[arg(long)]
+        allow_primary: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+        /// Follow the restore until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Certificates for controllers, agents and people.
     Pki {
         #[command(subcommand)]
@@ -173,6 +202,52 @@ enum Cmd {
         /// Seconds to wait for every member to turn green.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCmd {
+    /// Take a backup now (default: full, on a healthy replica).
+    Create {
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        /// The host to back up (default: a healthy replica, else the primary).
+        #[arg(long)]
+        host: Option<String>,
+        /// Only what changed since the newest backup of that host.
+        #[arg(long)]
+        incremental: bool,
+        /// Show progress until the backup is stored and listed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The catalog, newest first: id, kind, host, time, size, files, verified, last drill.
+    List {
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Check a backup: stored bytes against .sha256 and the manifest; --deep also decompresses and
+    /// hashes every file.
+    Verify {
+        /// A backup id, or `latest`.
+        #[arg(default_value = "latest")]
+        backup: String,
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        #[arg(long)]
+        deep: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Restore the newest backup on a replica into a scratch directory, deep-verify it and run
+    /// the integrity hook; the result shows in `backup list`.
+    Drill {
+        #[arg(long, default_value = "erlmcp")]
+        group: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
     },
 }
 
@@ -309,6 +384,51 @@ async fn run(cli: Cli) -> CliResult {
         } => {
             let mut conn = client::connect(&load_config(&cli)?).await?;
             streams::diag(&mut conn, group, host, *log_mib, out).await
+        }
+        Cmd::Backup { command } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            match command {
+                BackupCmd::Create {
+                    group,
+                    host,
+                    incremental,
+                    wait,
+                } => backups::create(&mut conn, group, host.as_deref(), *incremental, *wait).await,
+                BackupCmd::List { group, output } => backups::list(&mut conn, group, *output).await,
+                BackupCmd::Verify {
+                    backup,
+                    group,
+                    deep,
+                    output,
+                } => backups::verify(&mut conn, group, backup, *deep, *output).await,
+                BackupCmd::Drill { group, output } => {
+                    backups::drill(&mut conn, group, *output).await
+                }
+            }
+        }
+        Cmd::Restore {
+            host,
+            group,
+            backup,
+            from_host,
+            allow_primary,
+            yes,
+            wait,
+        } => {
+            let mut conn = client::connect(&load_config(&cli)?).await?;
+            backups::restore(
+                &mut conn,
+                backups::RestoreArgs {
+                    group,
+                    host,
+                    backup,
+                    from_host: from_host.as_deref(),
+                    allow_primary: *allow_primary,
+                    yes: *yes,
+                    wait: *wait,
+                },
+            )
+            .await
         }
         Cmd::Pki {
             command:

@@ -72,3 +72,33 @@ fn promtool_accepts_the_rules() {
         }
     }
 }
+
+/// The backup and drill alerts fire on the exported series and stay quiet otherwise
+/// (`deploy/prometheus/alerts.test.yml`, run by promtool's rule unit tester).
+#[test]
+fn backup_and_drill_alerts_fire_when_they_should() {
+    assert!(RULES.contains(
+        "erlmcp_dr_backup_age_seconds > on() group_left() erlmcp_dr_backup_rpo_target_seconds"
+    ));
+    assert!(RULES.contains("erlmcp_dr_drill_last_ok == 0"));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus");
+    match Command::new("promtool")
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(dir)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => {
+            assert!(
+                !in_ci(),
+                "promtool is missing: tests/run.sh installs the prometheus package"
+            );
+            eprintln!("promtool not installed: the alert unit tests did not run");
+        }
+    }
+}

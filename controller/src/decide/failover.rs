@@ -598,10 +598,8 @@ impl Decider {
                 }
                 self.drive_transition(&key.0, now);
             }
-            Purpose::LbSync { group, epoch } => {
-                if outcome.is_ok() {
-                    self.lb_synced.insert(group, epoch);
-                }
+            Purpose::LbSync { group, epoch } if outcome.is_ok() => {
+                self.lb_synced.insert(group, epoch);
             }
             Purpose::Repoint { group, epoch } => {
                 if outcome.is_ok() {
@@ -659,17 +657,16 @@ impl Decider {
                     self.finish_transition(&group, Ok("no smoke check configured".into()), now);
                 }
             }
-            Purpose::TransitionSmoke { group, epoch } => {
+            Purpose::TransitionSmoke { group, epoch }
                 if self
                     .desired
                     .group(&group)
                     .and_then(|g| g.transition.as_ref())
-                    .is_some_and(|t| t.epoch == epoch)
-                {
-                    self.finish_transition(&group, outcome, now);
-                }
+                    .is_some_and(|t| t.epoch == epoch) =>
+            {
+                self.finish_transition(&group, outcome, now);
             }
-            Purpose::Restart { .. } | Purpose::IncidentSmoke { .. } => {}
+            _ => {}
         }
     }
 
@@ -896,7 +893,11 @@ impl Decider {
             OperatorRequest::Restart { group, .. }
             | OperatorRequest::Failover { group, .. }
             | OperatorRequest::Switchover { group, .. }
-            | OperatorRequest::SetMode { group, .. } => group.clone(),
+            | OperatorRequest::SetMode { group, .. }
+            | OperatorRequest::Backup { group, .. }
+            | OperatorRequest::Restore { group, .. }
+            | OperatorRequest::VerifyBackup { group, .. }
+            | OperatorRequest::Drill { group } => group.clone(),
         };
         let group = group_of(&request);
         let Some(g) = self.desired.group(&group) else {
@@ -910,12 +911,17 @@ impl Decider {
             OperatorRequest::Restart { group, host } => {
                 self.operator_restart(request_id, (group, host), now)
             }
+            r @ (OperatorRequest::Backup { .. }
+            | OperatorRequest::Restore { .. }
+            | OperatorRequest::VerifyBackup { .. }
+            | OperatorRequest::Drill { .. }) => self.operator_backup(request_id, r, now),
             OperatorRequest::SetMode { group, mode } => {
                 self.persist(StateCommand::SetMode {
                     group: group.clone(),
                     mode,
                 });
                 self.out.push(reply(Ok(ActionReply {
+                    action_id: None,
                     detail: format!("group {group} is now {mode}"),
                     incident_id: None,
                     epoch,
@@ -934,6 +940,7 @@ impl Decider {
                 };
                 match self.start_switchover(&group, &to, force, ChangeKind::Manual, now) {
                     Ok(target) => self.out.push(reply(Ok(ActionReply {
+                        action_id: None,
                         detail: format!("failover to {to} started (epoch {target})"),
                         incident_id: None,
                         epoch: target,
@@ -961,6 +968,7 @@ impl Decider {
                         }),
                     });
                     self.out.push(reply(Ok(ActionReply {
+                        action_id: None,
                         detail: format!(
                             "switchover to {to} scheduled in {:.0} s",
                             (at - now.unix_ms) as f64 / 1000.0
@@ -972,6 +980,7 @@ impl Decider {
                 }
                 match self.start_switchover(&group, &to, force, ChangeKind::Switchover, now) {
                     Ok(target) => self.out.push(reply(Ok(ActionReply {
+                        action_id: None,
                         detail: format!("switchover to {to} started (epoch {target})"),
                         incident_id: None,
                         epoch: target,

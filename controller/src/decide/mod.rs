@@ -22,6 +22,7 @@
 //!   or the old primary released it;
 //! - epochs only grow (`SetPrimary` requires exactly `epoch + 1`).
 
+mod backups;
 mod failover;
 mod incidents;
 mod member;
@@ -76,6 +77,27 @@ pub enum OperatorRequest {
         group: GroupName,
         mode: Mode,
     },
+    Backup {
+        group: GroupName,
+        host: Option<HostName>,
+        incremental: bool,
+    },
+    Restore {
+        group: GroupName,
+        host: HostName,
+        backup_id: Option<String>,
+        from_host: Option<HostName>,
+        /// Restoring the current primary takes the service down: refused unless set.
+        allow_primary: bool,
+    },
+    VerifyBackup {
+        group: GroupName,
+        backup_id: Option<String>,
+        deep: bool,
+    },
+    Drill {
+        group: GroupName,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -119,6 +141,8 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionReply {
     pub detail: String,
+    /// The agent action this request started, when the reply comes before it finishes.
+    pub action_id: Option<ActionId>,
     pub incident_id: Option<IncidentId>,
     pub epoch: Epoch,
 }
@@ -216,6 +240,26 @@ pub(crate) enum Purpose {
         key: MemberKey,
         incident: IncidentId,
     },
+    Backup {
+        key: MemberKey,
+        incremental: bool,
+    },
+    Retention {
+        key: MemberKey,
+    },
+    ListBackups {
+        key: MemberKey,
+    },
+    Verify {
+        key: MemberKey,
+    },
+    Drill {
+        key: MemberKey,
+    },
+    Restore {
+        key: MemberKey,
+        incident: IncidentId,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -236,6 +280,8 @@ pub struct Decider {
     /// The epoch whose primary the load balancer was last pointed at, and when we last tried.
     pub(crate) lb_synced: HashMap<GroupName, Epoch>,
     pub(crate) lb_sync_tried: HashMap<GroupName, Duration>,
+    /// Backup bookkeeping that needs no persistence (rebuilt after a restart).
+    pub(crate) backup_state: HashMap<GroupName, backups::GroupBackupState>,
     next_action: ActionId,
     /// Leases granted before this core existed (by a previous controller or leader) are
     /// honoured until this instant.
@@ -263,6 +309,7 @@ impl Decider {
             failover_wanted: HashMap::new(),
             lb_synced: HashMap::new(),
             lb_sync_tried: HashMap::new(),
+            backup_state: HashMap::new(),
             next_action: 1,
             inherited_leases_until,
             out: Vec::new(),
@@ -398,6 +445,8 @@ impl Decider {
             self.maybe_failover(&group, now);
             self.sync_lb(&group, now);
             self.scheduled_switchover(&group, now);
+            self.schedule_backups(&group, now);
+            self.watch_restores(&group, now);
         }
         self.escalate(now);
     }
@@ -432,6 +481,8 @@ impl Decider {
     }
 }
 
+#[cfg(test)]
+mod backups_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]

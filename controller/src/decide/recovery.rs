@@ -73,10 +73,13 @@ impl Decider {
             cond,
             ServiceCondition::Hung(_) | ServiceCondition::Unresponsive(_)
         );
+        // A member whose agent is busy (restart, promote, demote) or that is being restored has
+        // its service down on purpose: no incident, no restart, no failover from here.
         let busy = report
             .role_state
             .as_ref()
-            .is_some_and(|s| !s.busy_with.is_empty());
+            .is_some_and(|s| !s.busy_with.is_empty())
+            || self.restoring(key);
         {
             let obs = self.obs(key);
             obs.bad_streak = if hung_like { obs.bad_streak + 1 } else { 0 };
@@ -466,6 +469,7 @@ impl Decider {
                         request_id,
                         outcome: match outcome {
                             Ok(_) => Ok(ActionReply {
+                                action_id: None,
                                 detail: text,
                                 incident_id: incident,
                                 epoch,
@@ -478,6 +482,12 @@ impl Decider {
             Purpose::IncidentSmoke { key, incident } => {
                 self.incident_smoke_done(&key, incident, outcome, now)
             }
+            p @ (Purpose::Backup { .. }
+            | Purpose::Retention { .. }
+            | Purpose::ListBackups { .. }
+            | Purpose::Verify { .. }
+            | Purpose::Drill { .. }
+            | Purpose::Restore { .. }) => self.backup_result(id, p, outcome, took, now),
             other => self.transition_result(other, outcome, took, now),
         }
     }

@@ -35,6 +35,18 @@ pub struct Settings {
     pub escalation_steps: Vec<Duration>,
     /// Whether a smoke request through the load balancer verifies a new primary.
     pub smoke_check: bool,
+    /// Scheduled backups (None: off).
+    pub backup_full_every: Option<Duration>,
+    pub backup_incremental_every: Option<Duration>,
+    /// Scheduled restore drills (None: off).
+    pub drill_every: Option<Duration>,
+    pub retention_keep_last: u32,
+    pub retention_keep_daily: u32,
+    pub retention_keep_weekly: u32,
+    /// After a restore the incident watches the member this long before it is resolved (the
+    /// runbook: "monitor for data inconsistencies in the first 10 minutes").
+    pub restore_watch: Duration,
+    pub backup_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -60,6 +72,14 @@ impl Default for Settings {
                 Duration::from_secs(30 * 60),
             ],
             smoke_check: true,
+            backup_full_every: Some(Duration::from_secs(24 * 3600)),
+            backup_incremental_every: Some(Duration::from_secs(15 * 60)),
+            drill_every: Some(Duration::from_secs(24 * 3600)),
+            retention_keep_last: 7,
+            retention_keep_daily: 7,
+            retention_keep_weekly: 4,
+            restore_watch: Duration::from_secs(600),
+            backup_timeout: Duration::from_secs(3600),
         }
     }
 }

@@ -102,6 +102,10 @@ impl World {
     }
 
     pub fn connect(&mut self, host: &str) -> Vec<Command> {
+        self.connect_with(host, &["ping", "restart", "promote", "demote"])
+    }
+
+    pub fn connect_with(&mut self, host: &str, capabilities: &[&str]) -> Vec<Command> {
         let s = self.next_session;
         self.next_session += 1;
         self.sessions.insert(host.to_string(), s);
@@ -113,10 +117,7 @@ impl World {
                 host: h(host),
                 group: g(),
                 agent_version: "t".into(),
-                capabilities: ["ping", "restart", "promote", "demote"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
                 last_epoch_seen: Epoch(0),
                 priority: 0,
                 no_failover: false,

@@ -12,6 +12,7 @@ use dr_proto::pb::admin_server::Admin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::admin_backup;
 use super::auth::authorize;
 use super::runtime::Shared;
 use crate::decide::{ActionReply, OperatorRequest, ReplyError};
@@ -35,6 +36,7 @@ fn answer(r: Result<ActionReply, ReplyError>) -> Result<Response<pb::ActionRespo
             detail: a.detail,
             incident_id: a.incident_id.unwrap_or(0),
             epoch: a.epoch.0,
+            action_id: a.action_id.unwrap_or(0),
         })),
         Err(ReplyError::NotFound(m)) => Err(Status::not_found(m)),
         Err(ReplyError::Refused(m)) => Err(Status::failed_precondition(m)),
@@ -264,6 +266,62 @@ impl Admin for AdminService {
             Some(i) => Ok(Response::new(i.into())),
             None => Err(Status::not_found(format!("no incident {id}"))),
         }
+    }
+
+    async fn backup_create(
+        &self,
+        request: Request<pb::BackupCreateRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        authorize(&request, Permission::Operate, self.shared.insecure_dev)?;
+        self.operator(admin_backup::create(request.into_inner())?)
+            .await
+    }
+
+    async fn backup_list(
+        &self,
+        request: Request<pb::BackupListRequest>,
+    ) -> Result<Response<pb::BackupListResponse>, Status> {
+        authorize(&request, Permission::Read, self.shared.insecure_dev)?;
+        Ok(Response::new(
+            admin_backup::list(&self.shared, request.into_inner()).await?,
+        ))
+    }
+
+    async fn backup_verify(
+        &self,
+        request: Request<pb::BackupVerifyRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        authorize(&request, Permission::Operate, self.shared.insecure_dev)?;
+        self.operator(admin_backup::verify(request.into_inner())?)
+            .await
+    }
+
+    async fn backup_drill(
+        &self,
+        request: Request<pb::BackupDrillRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        authorize(&request, Permission::Operate, self.shared.insecure_dev)?;
+        self.operator(admin_backup::drill(request.into_inner())?)
+            .await
+    }
+
+    async fn restore(
+        &self,
+        request: Request<pb::RestoreRequest>,
+    ) -> Result<Response<pb::ActionResponse>, Status> {
+        authorize(&request, Permission::Operate, self.shared.insecure_dev)?;
+        self.operator(admin_backup::restore(request.into_inner())?)
+            .await
+    }
+
+    async fn progress(
+        &self,
+        request: Request<pb::ProgressRequest>,
+    ) -> Result<Response<pb::ProgressResponse>, Status> {
+        authorize(&request, Permission::Read, self.shared.insecure_dev)?;
+        Ok(Response::new(
+            admin_backup::progress(&self.shared, request.into_inner()).await?,
+        ))
     }
 
     type LogsStream = ChunkStream;

@@ -2,6 +2,7 @@
 //! operators ([`admin`]), load balancers ([`lb`]) and people ([`notify`]).
 
 pub mod admin;
+pub mod admin_backup;
 pub mod agent_session;
 pub mod auth;
 pub mod lb;

@@ -22,9 +22,9 @@ use crate::config::ControllerConfig;
 use crate::decide::{
     ActionReply, Command, Decider, Event, MemberKey, Now, OperatorRequest, ReplyError,
 };
-use crate::metrics::{ControllerFacts, render};
-use crate::state::StateCommand;
+use crate::metrics::{BackupFacts, ControllerFacts, render};
 use crate::state::store::{Store, StoreError};
+use crate::state::{CatalogEntry, DrillRecord, StateCommand};
 use crate::status::build_status;
 
 /// Messages to one agent; `Err` ends its stream with that status.
@@ -64,6 +64,15 @@ pub(crate) enum Input {
         reply: oneshot::Sender<Option<Incident>>,
     },
     Metrics(oneshot::Sender<String>),
+    Catalog {
+        group: GroupName,
+        reply: oneshot::Sender<(Vec<CatalogEntry>, Option<DrillRecord>)>,
+    },
+    Progress {
+        group: GroupName,
+        action: Option<u64>,
+        reply: oneshot::Sender<ProgressReply>,
+    },
     /// A command that is not a decision (ping, logs, diagnostics): its updates go to `updates`.
     Direct {
         key: MemberKey,
@@ -71,6 +80,20 @@ pub(crate) enum Input {
         updates: mpsc::Sender<UpdateKind>,
         reply: oneshot::Sender<Result<(), Status>>,
     },
+}
+
+/// Running backup-type actions, and how the asked-for action ended if it has.
+pub type ProgressReply = (Vec<ActionProgress>, Option<Result<String, String>>);
+
+/// A running backup-type action and what its agent last said about it.
+#[derive(Clone, Debug)]
+pub struct ActionProgress {
+    pub id: u64,
+    pub kind: &'static str,
+    pub host: String,
+    pub message: String,
+    pub done: u64,
+    pub total: u64,
 }
 
 /// What request handlers hold: a way into the runtime.
@@ -139,6 +162,31 @@ impl Shared {
         rx.await.map_err(|_| gone())
     }
 
+    pub async fn catalog(
+        &self,
+        group: GroupName,
+    ) -> Result<(Vec<CatalogEntry>, Option<DrillRecord>), Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Catalog { group, reply }).await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Running backup-type actions of `group`, and how `action` ended if it has.
+    pub async fn progress(
+        &self,
+        group: GroupName,
+        action: Option<u64>,
+    ) -> Result<ProgressReply, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Progress {
+            group,
+            action,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| gone())
+    }
+
     pub async fn metrics(&self) -> Result<String, Status> {
         let (reply, rx) = oneshot::channel();
         self.send(Input::Metrics(reply)).await?;
@@ -179,6 +227,8 @@ struct Runtime {
     notifier: Arc<Notifier>,
     restarts_total: HashMap<MemberKey, u64>,
     sessions_opened: u64,
+    /// Latest progress of running actions (by command id).
+    progress: HashMap<String, (String, u64, u64)>,
 }
 
 /// Open the store, build the core and start the runtime task.
@@ -245,6 +295,7 @@ pub fn start(
         notifier,
         restarts_total: HashMap::new(),
         sessions_opened: 0,
+        progress: HashMap::new(),
     };
     let handle = tokio::spawn(runtime.run(rx, internal_rx));
     Ok((shared, handle))
@@ -394,8 +445,78 @@ impl Runtime {
                             )
                         })
                         .collect(),
+                    backups: Vec::new(),
+                    rpo_target_s: 0,
+                };
+                let now_ms = unix_ms();
+                let facts = ControllerFacts {
+                    backups: state
+                        .groups
+                        .keys()
+                        .map(|g| {
+                            let list = state.backups.get(g);
+                            let newest = list.and_then(|l| l.last());
+                            let drill = state.drills.get(g);
+                            BackupFacts {
+                                group: g.clone(),
+                                last_success_unix_s: newest
+                                    .map(|e| e.record.created_at_unix_ms as f64 / 1000.0),
+                                age_s: newest.map(|e| {
+                                    now_ms.saturating_sub(e.record.created_at_unix_ms) as f64
+                                        / 1000.0
+                                }),
+                                last_size_bytes: newest.map(|e| e.record.size_bytes),
+                                last_duration_s: newest
+                                    .map(|e| e.record.duration_ms as f64 / 1000.0),
+                                count: list.map(Vec::len).unwrap_or(0),
+                                drill_last_success_unix_s: drill
+                                    .and_then(|d| d.last_ok_at_unix_ms)
+                                    .map(|t| t as f64 / 1000.0),
+                                drill_last_ok: drill.map(|d| d.outcome.ok),
+                            }
+                        })
+                        .collect(),
+                    rpo_target_s: self.shared.config.rpo_target_s,
+                    ..facts
                 };
                 let _ = reply.send(render(&view, &facts));
+            }
+            Input::Catalog { group, reply } => {
+                let state = self.decider.desired();
+                let _ = reply.send((
+                    state.backups.get(&group).cloned().unwrap_or_default(),
+                    state.drills.get(&group).cloned(),
+                ));
+            }
+            Input::Progress {
+                group,
+                action,
+                reply,
+            } => {
+                let finished =
+                    action.and_then(|id| self.decider.finished_backup_action(&group, id));
+                let running = self
+                    .decider
+                    .running_backup_actions()
+                    .into_iter()
+                    .filter(|(_, _, key)| key.0 == group)
+                    .map(|(id, kind, key)| {
+                        let (message, done, total) = self
+                            .progress
+                            .get(&id.to_string())
+                            .cloned()
+                            .unwrap_or_default();
+                        ActionProgress {
+                            id,
+                            kind,
+                            host: key.1.to_string(),
+                            message,
+                            done,
+                            total,
+                        }
+                    })
+                    .collect();
+                let _ = reply.send((running, finished));
             }
             Input::Direct {
                 key,
@@ -473,12 +594,24 @@ impl Runtime {
             return;
         }
         match (update.command_id.parse::<u64>(), update.update) {
-            (Ok(id), UpdateKind::Result(r)) => self.decide(Event::ActionResult {
-                id,
-                outcome: r.outcome,
-            }),
-            (Ok(_), UpdateKind::Progress { message, .. }) => {
-                tracing::info!(host = %key.1, command = %update.command_id, %message, "action progress");
+            (Ok(id), UpdateKind::Result(r)) => {
+                self.progress.remove(&update.command_id);
+                self.decide(Event::ActionResult {
+                    id,
+                    outcome: r.outcome,
+                })
+            }
+            (
+                Ok(_),
+                UpdateKind::Progress {
+                    message,
+                    done,
+                    total,
+                },
+            ) => {
+                tracing::debug!(host = %key.1, command = %update.command_id, %message, done, total, "action progress");
+                self.progress
+                    .insert(update.command_id.clone(), (message, done, total));
             }
             _ => {
                 tracing::debug!(host = %key.1, command = %update.command_id, "update for an unknown command")

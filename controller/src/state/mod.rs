@@ -14,8 +14,8 @@ pub mod store;
 use std::collections::BTreeMap;
 
 use dr_proto::domain::{
-    ChangeKind, Epoch, GroupName, HostName, Incident, IncidentId, Mode, Phase, RoleChange,
-    TimelineEntry,
+    BackupRecord, ChangeKind, DrillOutcome, Epoch, GroupName, HostName, Incident, IncidentId, Mode,
+    Phase, RoleChange, TimelineEntry,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,30 @@ pub struct ControllerState {
     pub next_incident_id: IncidentId,
     #[serde(default)]
     pub role_changes: Vec<RoleChange>,
+    /// Backups known per group (the catalog), newest last.
+    #[serde(default)]
+    pub backups: BTreeMap<GroupName, Vec<CatalogEntry>>,
+    /// The last restore drill per group.
+    #[serde(default)]
+    pub drills: BTreeMap<GroupName, DrillRecord>,
+}
+
+/// A backup in the catalog, with what the control plane learned about it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub record: BackupRecord,
+    /// `Some(valid)` after a verification.
+    pub verified: Option<bool>,
+    pub last_drill_at_unix_ms: Option<u64>,
+    pub last_drill_ok: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    pub at_unix_ms: u64,
+    pub outcome: DrillOutcome,
+    /// The last drill that succeeded (kept when a later one fails).
+    pub last_ok_at_unix_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -160,6 +184,27 @@ pub enum StateCommand {
         id: IncidentId,
         at_unix_ms: u64,
         entry: TimelineEntry,
+    },
+    /// A backup finished (or was found in the store).
+    RecordBackup {
+        group: GroupName,
+        record: BackupRecord,
+        verified: Option<bool>,
+    },
+    RecordVerify {
+        group: GroupName,
+        id: String,
+        valid: bool,
+    },
+    RecordDrill {
+        group: GroupName,
+        at_unix_ms: u64,
+        outcome: DrillOutcome,
+    },
+    /// Retention deleted these backups from the store.
+    ForgetBackups {
+        group: GroupName,
+        ids: Vec<String>,
     },
 }
 
@@ -349,6 +394,85 @@ impl ControllerState {
                     i.escalation_step = *s;
                 }
                 Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::RecordBackup {
+                group,
+                record,
+                verified,
+            } => {
+                let list = self.backups.entry(group.clone()).or_default();
+                match list
+                    .iter_mut()
+                    .find(|e| e.record.id == record.id && e.record.host == record.host)
+                {
+                    Some(e) => {
+                        e.record = record.clone();
+                        if verified.is_some() {
+                            e.verified = *verified;
+                        }
+                    }
+                    None => list.push(CatalogEntry {
+                        record: record.clone(),
+                        verified: *verified,
+                        last_drill_at_unix_ms: None,
+                        last_drill_ok: None,
+                    }),
+                }
+                list.sort_by_key(|e| e.record.created_at_unix_ms);
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::RecordVerify { group, id, valid } => {
+                let e = self
+                    .backups
+                    .get_mut(group)
+                    .and_then(|l| l.iter_mut().find(|e| &e.record.id == id));
+                match e {
+                    Some(e) => {
+                        e.verified = Some(*valid);
+                        Ok(ApplyOutcome::Changed)
+                    }
+                    None => Ok(ApplyOutcome::Unchanged),
+                }
+            }
+            StateCommand::RecordDrill {
+                group,
+                at_unix_ms,
+                outcome,
+            } => {
+                let last_ok = self.drills.get(group).and_then(|d| d.last_ok_at_unix_ms);
+                self.drills.insert(
+                    group.clone(),
+                    DrillRecord {
+                        at_unix_ms: *at_unix_ms,
+                        outcome: outcome.clone(),
+                        last_ok_at_unix_ms: if outcome.ok {
+                            Some(*at_unix_ms)
+                        } else {
+                            last_ok
+                        },
+                    },
+                );
+                if let Some(e) = self
+                    .backups
+                    .get_mut(group)
+                    .and_then(|l| l.iter_mut().find(|e| e.record.id == outcome.backup_id))
+                {
+                    e.last_drill_at_unix_ms = Some(*at_unix_ms);
+                    e.last_drill_ok = Some(outcome.ok);
+                }
+                Ok(ApplyOutcome::Changed)
+            }
+            StateCommand::ForgetBackups { group, ids } => {
+                let Some(list) = self.backups.get_mut(group) else {
+                    return Ok(ApplyOutcome::Unchanged);
+                };
+                let before = list.len();
+                list.retain(|e| !ids.contains(&e.record.id));
+                Ok(if list.len() == before {
+                    ApplyOutcome::Unchanged
+                } else {
+                    ApplyOutcome::Changed
+                })
             }
             StateCommand::ResolveIncident {
                 id,

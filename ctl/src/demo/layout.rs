@@ -224,6 +224,11 @@ key = {key}\n\
 yellow = 1000.0\n\
 red = 1000.0\n\
 \n\
+# ...and this machine's disk, which is not an erlmcp data disk: warn only when it is nearly full.\n\
+[thresholds.disk_free_percent_min]\n\
+yellow = 3.0\n\
+red = 1.0\n\
+\n\
 [[group]]\n\
 name = {group}\n\
 primary = {primary}\n\
