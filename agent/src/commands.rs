@@ -11,6 +11,7 @@ use dr_proto::domain::{
 use dr_proto::pb;
 use tokio::sync::mpsc;
 
+use crate::backup_ops::{self, OpSlot};
 use crate::config::AgentConfig;
 use crate::hooks::{self, HookEnv};
 use crate::role::Effect;
@@ -23,6 +24,9 @@ pub fn capabilities(config: &AgentConfig) -> Vec<String> {
     if config.service.log_file.is_some() {
         c.push("logs");
     }
+    if config.backup.is_some() {
+        c.extend(["backup", "restore", "drill"]);
+    }
     c.into_iter().map(String::from).collect()
 }
 
@@ -33,6 +37,8 @@ pub struct Ctx {
     pub state: Arc<AgentState>,
     /// Restart marks the log so the post-start log check counts only new errors.
     pub log_mark: mpsc::UnboundedSender<()>,
+    /// The backup, restore, drill or retention running now (one at a time).
+    pub ops: Arc<OpSlot>,
 }
 
 impl Ctx {
@@ -45,6 +51,8 @@ impl Ctx {
             role: view.role.to_string(),
             old_primary: old.unwrap_or_default().to_string(),
             new_primary: new.unwrap_or_default().to_string(),
+            data_dir: None,
+            backup_id: None,
         }
     }
 
@@ -97,6 +105,10 @@ async fn run(ctx: &Ctx, command: Command, out: &mpsc::Sender<pb::AgentMessage>) 
     let host = ctx.config.host.to_string();
     match command.action {
         Action::Ping { note } => result(Ok(format!("pong from {host}: {note}"))),
+        Action::Restart { .. } if ctx.ops.running() == Some("restore") => result(Err(
+            "refused: a restore is running on this host (it stops and starts the service itself)"
+                .into(),
+        )),
         Action::Restart { reason } => result(restart(ctx, &command.id, &reason, out).await),
         Action::Promote { old_primary } => {
             result(promote(ctx, command.epoch, old_primary.map(|h| h.to_string())).await)
@@ -123,14 +135,66 @@ async fn run(ctx: &Ctx, command: Command, out: &mpsc::Sender<pb::AgentMessage>) 
         Action::Diagnostics { log_mib } => {
             result(crate::diagnostics::bundle(ctx, &command.id, log_mib, out).await)
         }
-        Action::Backup { .. }
-        | Action::Restore { .. }
-        | Action::VerifyBackup { .. }
-        | Action::Drill { .. }
-        | Action::ListBackups
-        | Action::ApplyRetention { .. } => {
-            result(Err("no [backup] store is configured on this agent".into()))
+        Action::Backup { incremental } => {
+            result(backup_ops::backup(ctx, &command.id, incremental, out).await)
         }
+        Action::VerifyBackup {
+            backup_id,
+            deep,
+            from_host,
+        } => result(
+            backup_ops::verify(
+                ctx,
+                &command.id,
+                backup_id.as_deref(),
+                deep,
+                from_host.as_ref(),
+                out,
+            )
+            .await,
+        ),
+        Action::ListBackups => result(backup_ops::list(ctx).await),
+        Action::ApplyRetention {
+            keep_last,
+            keep_daily,
+            keep_weekly,
+        } => result(
+            backup_ops::apply_retention(
+                ctx,
+                dr_backup::retention::RetentionPolicy {
+                    keep_last,
+                    keep_daily,
+                    keep_weekly,
+                },
+            )
+            .await,
+        ),
+        Action::Restore {
+            backup_id,
+            from_host,
+        } => result(
+            backup_ops::restore(
+                ctx,
+                &command.id,
+                backup_id.as_deref(),
+                from_host.as_ref(),
+                out,
+            )
+            .await,
+        ),
+        Action::Drill {
+            backup_id,
+            from_host,
+        } => result(
+            backup_ops::drill(
+                ctx,
+                &command.id,
+                backup_id.as_deref(),
+                from_host.as_ref(),
+                out,
+            )
+            .await,
+        ),
     }
 }
 

@@ -11,8 +11,10 @@ use dr_proto::tls::TlsPaths;
 use hyper::Uri;
 use serde::Deserialize;
 
+mod backup;
 mod sections;
 
+pub use backup::{BackupSettings, PostRestoreAt, default_staging, normalise_store};
 pub use sections::{
     DiagnosticsSettings, Hook, Hooks, LeaseSettings, LogSettings, MemberSettings, RestartSettings,
 };
@@ -51,6 +53,8 @@ struct RawConfig {
     erlang: Option<sections::RawErlang>,
     #[serde(default)]
     diagnostics: DiagnosticsSettings,
+    #[serde(default)]
+    backup: Option<backup::RawBackup>,
 }
 
 fn default_report_interval_ms() -> u64 {
@@ -152,6 +156,8 @@ pub struct AgentConfig {
     pub error_regex: regex::Regex,
     pub erlang: Option<ErlangProbeConfig>,
     pub diagnostics: DiagnosticsSettings,
+    /// `[backup]`; None: no backup, restore or drill on this host.
+    pub backup: Option<BackupSettings>,
 }
 
 fn http_uri(file: &Path, key: &str, s: &str) -> Result<Uri, ConfigError> {
@@ -331,6 +337,14 @@ impl AgentConfig {
             Some(e) => Some(sections::erlang(file, e)?),
             None => None,
         };
+        let data_dir = config_file::resolve(file, &s.data_dir);
+        let state_dir = config_file::resolve(file, &raw.state_dir);
+        let backup = match raw.backup {
+            Some(b) => Some(backup::validate(file, b, &data_dir, &state_dir, |h| {
+                resolve_hook(file, h)
+            })?),
+            None => None,
+        };
         Ok(AgentConfig {
             file: file.to_path_buf(),
             host: raw.host,
@@ -338,7 +352,7 @@ impl AgentConfig {
             controllers: raw.controllers,
             report_interval: Duration::from_millis(raw.report_interval_ms),
             http_listen: raw.http_listen,
-            state_dir: config_file::resolve(file, &raw.state_dir),
+            state_dir,
             tls,
             service: ServiceConfig {
                 name: s.name,
@@ -348,7 +362,7 @@ impl AgentConfig {
                 ports: s.ports,
                 health_url,
                 metrics_url,
-                data_dir: config_file::resolve(file, &s.data_dir),
+                data_dir,
                 log_file: s.log_file.map(|p| config_file::resolve(file, &p)),
             },
             probes: raw.probes,
@@ -375,6 +389,7 @@ impl AgentConfig {
                     .crash_dump
                     .map(|p| config_file::resolve(file, &p)),
             },
+            backup,
         })
     }
 }

@@ -14,6 +14,11 @@ pub struct HookEnv {
     pub role: String,
     pub old_primary: String,
     pub new_primary: String,
+    /// Backup hooks: the data directory they act on (`ERLMCP_DR_DATA_DIR`; for a drill, the
+    /// restored copy).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Backup hooks: the backup concerned (`ERLMCP_DR_BACKUP_ID`), when known.
+    pub backup_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,12 @@ pub async fn run(argv: &[String], env: &HookEnv, timeout: Duration) -> Result<St
         .env("ERLMCP_DR_NEW_PRIMARY", &env.new_primary)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    if let Some(d) = &env.data_dir {
+        cmd.env("ERLMCP_DR_DATA_DIR", d);
+    }
+    if let Some(id) = &env.backup_id {
+        cmd.env("ERLMCP_DR_BACKUP_ID", id);
+    }
     let child = cmd.output();
     match tokio::time::timeout(timeout, child).await {
         Ok(Ok(out)) if out.status.success() => Ok(tail(&out.stdout)),

@@ -2,6 +2,7 @@
 //! serves `/primary`, `/replica`, `/health`, `/metrics`, and executes the actions its own config
 //! enables.
 
+pub mod backup_ops;
 pub mod commands;
 pub mod config;
 pub mod diagnostics;
@@ -12,4 +13,5 @@ pub mod probe;
 pub mod role;
 pub mod service_ctl;
 pub mod session;
+pub mod standalone;
 pub mod state;

@@ -11,6 +11,7 @@ use dr_agent::http_server::{self, HttpState};
 use dr_agent::lease;
 use dr_agent::probe::{Prober, exit_watch};
 use dr_agent::session::Session;
+use dr_agent::standalone;
 use dr_agent::state::AgentState;
 use dr_proto::identity::Identity;
 use dr_proto::tls::TlsMaterial;
@@ -30,6 +31,14 @@ enum Command {
     Run(ConfigArgs),
     /// Load and check the config (and its TLS files), then exit: 0 good, 2 bad.
     CheckConfig(ConfigArgs),
+    /// Back up a data directory to a store (no controller needed).
+    Backup(standalone::BackupArgs),
+    /// List the committed backups in a store (no controller needed).
+    List(standalone::ListArgs),
+    /// Verify a backup: its stored hash, or with --deep every file (no controller needed).
+    Verify(standalone::VerifyArgs),
+    /// Restore a backup into a data directory, e.g. on a fresh host (no controller needed).
+    Restore(standalone::RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -43,9 +52,13 @@ struct ConfigArgs {
 }
 
 fn init_tracing() {
+    init_tracing_at("info");
+}
+
+fn init_tracing_at(default: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -81,6 +94,7 @@ fn main() -> ExitCode {
     let (args, run) = match &cli.command {
         Command::Run(a) => (a, true),
         Command::CheckConfig(a) => (a, false),
+        other => return run_standalone(other),
     };
     let (config, tls) = match load(args) {
         Ok(x) => x,
@@ -115,6 +129,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// `backup`, `list`, `verify`, `restore`: no controller, no async runtime of our own.
+fn run_standalone(command: &Command) -> ExitCode {
+    init_tracing_at("warn");
+    let r = match command {
+        Command::Backup(a) => standalone::backup(a),
+        Command::List(a) => standalone::list(a),
+        Command::Verify(a) => standalone::verify(a),
+        Command::Restore(a) => standalone::restore(a),
+        Command::Run(_) | Command::CheckConfig(_) => Ok(()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}
+
 async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let (effects_tx, effects_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -135,6 +165,7 @@ async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Res
         config: config.clone(),
         state: state.clone(),
         log_mark,
+        ops: Default::default(),
     };
     let (report_tx, report_rx) = watch::channel(None);
     let prober = tokio::spawn(probe_loop(

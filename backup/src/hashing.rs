@@ -25,12 +25,16 @@ impl Sha256Digest {
 
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 15)]));
+        String::from_utf8_lossy(&self.hex_bytes()).into_owned()
+    }
+
+    fn hex_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[usize::from(b >> 4)];
+            out[2 * i + 1] = HEX[usize::from(b & 15)];
         }
-        s
+        out
     }
 
     /// Parses 64 hex characters (either case).
@@ -40,32 +44,51 @@ impl Sha256Digest {
             return None;
         }
         let mut out = [0u8; 32];
-        for (i, pair) in b.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = u8::try_from(hi * 16 + lo).ok()?;
+        let mut bad = 0u8;
+        for (i, o) in out.iter_mut().enumerate() {
+            let hi = HEX_VALUE[usize::from(b[2 * i])];
+            let lo = HEX_VALUE[usize::from(b[2 * i + 1])];
+            bad |= hi | lo;
+            *o = (hi << 4) | (lo & 15);
         }
-        Some(Self(out))
+        (bad & 0xf0 == 0).then_some(Self(out))
     }
 }
+
+/// Value of each hex digit, 0xff for anything else.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl fmt::Debug for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(std::str::from_utf8(&self.hex_bytes()).unwrap_or("?"))
     }
 }
 
 impl fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(std::str::from_utf8(&self.hex_bytes()).unwrap_or("?"))
     }
 }
 
 impl Serialize for Sha256Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        s.serialize_str(std::str::from_utf8(&self.hex_bytes()).unwrap_or(""))
     }
 }
 

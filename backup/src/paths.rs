@@ -50,7 +50,16 @@ pub(crate) fn check_rel_path(bytes: &[u8]) -> Result<&str, String> {
 /// Orders paths component by component: the order of a depth-first walk with sorted names, so a
 /// directory comes right before its contents. Manifests and archives are in this order.
 pub(crate) fn walk_order(a: &str, b: &str) -> Ordering {
-    a.split('/').cmp(b.split('/'))
+    // Component-wise comparison is byte-wise comparison with `/` sorting before every other
+    // byte (names hold no NUL): compare at the first differing byte.
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let rank = |c: Option<&u8>| match c {
+        None => 0u16,
+        Some(b'/') => 1,
+        Some(&c) => u16::from(c) + 2,
+    };
+    rank(a.get(common)).cmp(&rank(b.get(common)))
 }
 
 /// Parent directory of a relative path, or `None` at the top level.
@@ -162,9 +171,18 @@ mod tests {
 
     #[test]
     fn order_puts_directories_before_contents() {
-        let mut v = vec!["a.txt", "a/b", "a", "b", "a/b/c"];
+        let mut v = vec!["a.txt", "a/b", "a", "b", "a/b/c", "a-b", "a/!", "ab"];
         v.sort_by(|x, y| walk_order(x, y));
-        assert_eq!(v, ["a", "a/b", "a/b/c", "a.txt", "b"]);
+        assert_eq!(v, ["a", "a/!", "a/b", "a/b/c", "a-b", "a.txt", "ab", "b"]);
+        for x in &v {
+            for y in &v {
+                assert_eq!(
+                    walk_order(x, y),
+                    x.split('/').cmp(y.split('/')),
+                    "{x} vs {y}"
+                );
+            }
+        }
     }
 
     #[test]

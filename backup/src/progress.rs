@@ -16,7 +16,8 @@ pub enum Phase {
     Finishing,
 }
 
-/// A snapshot of progress. Totals are known after the walk (backup) or from the manifest (restore).
+/// A snapshot of progress. Totals come from the manifest (restore); a backup's grow while its
+/// walk, which runs ahead of the archiving, is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// Current step.

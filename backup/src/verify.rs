@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::hashing::{HashingReader, Sha256Digest, parse_sha256sum_line};
-use crate::list::{ListError, load_manifest};
+use crate::list::{ListError, load_stored, load_view};
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::naming::{BackupId, BackupLocation, NameError};
 use crate::progress::{Phase, ProgressSink, Throttle};
@@ -82,7 +82,9 @@ pub fn verify_backup(
         bytes: 0,
         problems: Vec::new(),
     };
-    let manifest = match load_manifest(store, loc, id) {
+    // The backup's own manifest is enough to check its archive (an incremental's lists exactly
+    // what its archive holds); the chain is checked after.
+    let manifest = match load_stored(store, loc, id, true) {
         Ok(m) => m,
         Err(e @ ListError::NotFound { .. }) => return Err(VerifyError::NotFound(e)),
         Err(ListError::Store(e)) => return Err(e.into()),
@@ -92,13 +94,12 @@ pub fn verify_backup(
         }
     };
     check_sha256_object(store, loc, &manifest, &mut report)?;
-    if let Some(parent) = manifest.backup.parent {
-        match store.open(&loc.key(&parent.manifest_name())) {
+    if manifest.backup.parent.is_some() {
+        // The whole tree it restores to: every parent present, the merged view consistent.
+        match load_view(store, loc, id) {
             Ok(_) => {}
-            Err(e) if e.is_not_found() => report
-                .problems
-                .push(format!("parent {parent} is missing: the chain is broken")),
-            Err(e) => return Err(e.into()),
+            Err(ListError::Store(e)) => return Err(e.into()),
+            Err(e) => report.problems.push(e.to_string()),
         }
     }
     let archive_key = loc.key(&manifest.backup.archive.name);

@@ -112,7 +112,7 @@ pub async fn follow(conn: &mut Connected, group: &str, id: u64) -> CliResult<Fin
                     }
                     None => {
                         if line != last_line {
-                            println!("  {:>6.1}s  {line}", started.elapsed().as_secs_f64());
+                            eprintln!("  {:>6.1}s  {line}", started.elapsed().as_secs_f64());
                             last_line = line;
                         }
                     }
@@ -149,8 +149,9 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, detail: &str) -> CliResult<
     })
 }
 
+/// The controller's answer goes to stderr, like progress, so `-o json` output stays parseable.
 fn started(r: &pb::ActionResponse) -> CliResult<u64> {
-    println!("{}", r.detail);
+    eprintln!("{}", r.detail);
     if r.action_id == 0 {
         return Err(CliError::failed(
             "the controller did not say which action it started",
@@ -178,7 +179,7 @@ pub async fn create(
         .into_inner();
     let id = started(&r)?;
     if !wait {
-        println!("follow it with drctl backup list, or pass --wait");
+        eprintln!("follow it with drctl backup list, or pass --wait");
         return Ok(());
     }
     match follow(conn, group, id).await? {
@@ -484,7 +485,7 @@ pub async fn restore(conn: &mut Connected, a: RestoreArgs<'_>) -> CliResult {
     let id = started(&r)?;
     if !a.wait {
         if r.incident_id != 0 {
-            println!("follow it with drctl incident {}", r.incident_id);
+            eprintln!("follow it with drctl incident {}", r.incident_id);
         }
         return Ok(());
     }

@@ -35,7 +35,8 @@ impl Default for LeaseSettings {
 }
 
 /// A hook: a command (no shell) with a timeout. It gets ERLMCP_DR_HOST, ERLMCP_DR_GROUP,
-/// ERLMCP_DR_EPOCH, ERLMCP_DR_ROLE, ERLMCP_DR_OLD_PRIMARY and ERLMCP_DR_NEW_PRIMARY.
+/// ERLMCP_DR_EPOCH, ERLMCP_DR_ROLE, ERLMCP_DR_OLD_PRIMARY and ERLMCP_DR_NEW_PRIMARY; the backup
+/// hooks also ERLMCP_DR_DATA_DIR and ERLMCP_DR_BACKUP_ID.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hook {

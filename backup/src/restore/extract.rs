@@ -14,7 +14,6 @@ use sha2::{Digest as _, Sha256};
 use super::fsops::{Attrs, Root};
 use crate::hashing::Sha256Digest;
 use crate::manifest::ManifestEntry;
-use crate::naming::BackupId;
 use crate::scan::{EntrySink, ScanError};
 
 /// Files up to this size are buffered and written by the pool.
@@ -42,10 +41,6 @@ pub(crate) struct Extractor<'a> {
     workers: Vec<JoinHandle<()>>,
     failure: Arc<Mutex<Option<ScanError>>>,
     preserve_owner: bool,
-    /// For chains: the final manifest's entries and id; their attributes win when this archive
-    /// holds the final content.
-    chain_final: Option<(&'a HashMap<&'a str, &'a ManifestEntry>, BackupId)>,
-    this_backup: BackupId,
     /// For chains: hash of what is now on disk at each file path.
     pub(crate) written: Option<&'a mut HashMap<String, Sha256Digest>>,
 }
@@ -55,8 +50,6 @@ impl<'a> Extractor<'a> {
         root: Arc<Root>,
         threads: usize,
         preserve_owner: bool,
-        this_backup: BackupId,
-        chain_final: Option<(&'a HashMap<&'a str, &'a ManifestEntry>, BackupId)>,
         written: Option<&'a mut HashMap<String, Sha256Digest>>,
     ) -> Self {
         let threads = threads.max(1);
@@ -80,27 +73,17 @@ impl<'a> Extractor<'a> {
             workers,
             failure,
             preserve_owner,
-            chain_final,
-            this_backup,
             written,
         }
     }
 
+    /// The entry's attributes as this archive's manifest has them (in a chain, later
+    /// attribute-only changes are applied after the last archive).
     fn attrs(&self, e: &ManifestEntry) -> Attrs {
-        // In a chain, a file whose final content comes from this archive gets the final
-        // manifest's attributes (mode or owner may have changed without the content changing).
-        let src = match self.chain_final {
-            Some((finals, final_id)) => finals
-                .get(e.path.as_str())
-                .copied()
-                .filter(|f| f.kind == e.kind && f.origin.unwrap_or(final_id) == self.this_backup)
-                .unwrap_or(e),
-            None => e,
-        };
         Attrs {
-            mode: src.mode,
-            mtime_ns: src.mtime_ns,
-            owner: self.preserve_owner.then_some((src.uid, src.gid)),
+            mode: e.mode,
+            mtime_ns: e.mtime_ns,
+            owner: self.preserve_owner.then_some((e.uid, e.gid)),
         }
     }
 

@@ -239,6 +239,40 @@ impl Root {
         set_fd_attrs(&fd, attrs)
     }
 
+    /// Applies owner, mode (not for symlinks) and mtime to an existing file or symlink, without
+    /// following a symlink at the path.
+    pub(crate) fn set_entry_attrs(&self, rel: &str, attrs: Attrs, symlink: bool) -> io::Result<()> {
+        let (parent, name) = self.parent(rel)?;
+        let dir = self.dirfd(&parent);
+        if let Some((uid, gid)) = attrs.owner {
+            rustix::fs::chownat(
+                dir,
+                name,
+                Some(uid_of(uid)),
+                Some(gid_of(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if !symlink {
+            let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not a regular file",
+                ));
+            }
+            rustix::fs::chmodat(
+                dir,
+                name,
+                Mode::from_raw_mode(attrs.mode & 0o1777),
+                AtFlags::empty(),
+            )?;
+        }
+        rustix::fs::utimensat(dir, name, &times(attrs.mtime_ns), AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(())
+    }
+
     /// Flushes the whole file system once (instead of an fsync per file).
     pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(rustix::fs::syncfs(&self.fd)?)

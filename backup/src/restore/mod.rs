@@ -19,17 +19,16 @@ pub use space::{FsSpace, SpaceProbe, StatvfsProbe, human_bytes};
 pub use swap::{SwapError, SwapGuard, swap_in};
 
 use crate::hashing::Sha256Digest;
-use crate::list::{ListError, latest_backup, load_manifest};
-use crate::manifest::{EntryKind, Manifest, ManifestEntry};
-use crate::naming::{BackupId, BackupKind, BackupLocation, NameError};
+use crate::list::{ChainError, ListError, latest_backup, load_chain};
+use crate::manifest::view::ViewMerge;
+use crate::manifest::{EntryChecker, EntryKind, Manifest};
+use crate::naming::{BackupId, BackupLocation, NameError};
 use crate::progress::{Phase, ProgressSink, Throttle};
 use crate::scan::{ScanError, scan_archive};
 use crate::store::{ObjectStore, StoreError};
+use crate::walk::Walker;
 use extract::Extractor;
 use fsops::{Attrs, Root};
-
-/// Longest chain followed (a loop or absurd chain is refused).
-const MAX_CHAIN: usize = 10_000;
 
 /// Tuning and test hooks for a restore.
 #[derive(Clone)]
@@ -166,7 +165,13 @@ pub fn restore_chain(
         Some(id) => id,
         None => latest_backup(store, &loc)?.id,
     };
-    let chain = load_chain(store, &loc, target)?;
+    let chain = load_chain(store, &loc, target, true).map_err(|e| match e {
+        ChainError::List(e) => RestoreError::Manifest(e),
+        ChainError::Broken(problem) => RestoreError::Chain {
+            id: target,
+            problem,
+        },
+    })?;
     let staging_parent = check_staging(req.staging, req.data_dir)?;
     check_space(&chain, &staging_parent, req.options.space_probe.as_ref())?;
 
@@ -178,7 +183,7 @@ pub fn restore_chain(
             problem: format!("create: {e}"),
         });
     }
-    match extract_chain(store, &loc, &chain, req) {
+    match extract_chain(store, &loc, chain, req) {
         Ok(mut report) => {
             report.elapsed = started.elapsed();
             Ok(report)
@@ -189,58 +194,6 @@ pub fn restore_chain(
             Err(e)
         }
     }
-}
-
-/// Loads the target manifest and its parents, full first, checking that every incremental's
-/// parent exists and every origin is in the chain.
-fn load_chain(
-    store: &dyn ObjectStore,
-    loc: &BackupLocation,
-    target: BackupId,
-) -> Result<Vec<Manifest>, RestoreError> {
-    let mut chain = vec![load_manifest(store, loc, target)?];
-    while let Some(parent) = chain.last().and_then(|m| m.backup.parent) {
-        if chain.len() >= MAX_CHAIN {
-            return Err(RestoreError::Chain {
-                id: target,
-                problem: format!("chain longer than {MAX_CHAIN}"),
-            });
-        }
-        let m = load_manifest(store, loc, parent).map_err(|e| match e {
-            ListError::NotFound { .. } => RestoreError::Chain {
-                id: target,
-                problem: format!(
-                    "parent {parent} is missing (the chain is broken; restore an older full backup)"
-                ),
-            },
-            other => other.into(),
-        })?;
-        chain.push(m);
-    }
-    chain.reverse();
-    if chain.first().map(|m| m.backup.kind) != Some(BackupKind::Full) {
-        return Err(RestoreError::Chain {
-            id: target,
-            problem: "the chain does not start with a full backup".into(),
-        });
-    }
-    for (i, m) in chain.iter().enumerate() {
-        let earlier: Vec<BackupId> = chain[..i].iter().map(|m| m.backup.id).collect();
-        if let Some(bad) = m
-            .entries
-            .iter()
-            .find(|e| e.origin.is_some_and(|o| !earlier.contains(&o)))
-        {
-            return Err(RestoreError::Chain {
-                id: target,
-                problem: format!(
-                    "{:?} in {} refers to {:?}, which is not in its chain",
-                    bad.path, m.backup.id, bad.origin
-                ),
-            });
-        }
-    }
-    Ok(chain)
 }
 
 /// The staging directory must be absent or empty, its parent must exist and be on the data
@@ -315,7 +268,7 @@ fn check_space(chain: &[Manifest], dir: &Path, probe: &dyn SpaceProbe) -> Result
 fn extract_chain(
     store: &dyn ObjectStore,
     loc: &BackupLocation,
-    chain: &[Manifest],
+    mut chain: Vec<Manifest>,
     req: &RestoreRequest<'_>,
 ) -> Result<RestoreReport, RestoreError> {
     let Some(last) = chain.last() else {
@@ -338,12 +291,6 @@ fn extract_chain(
         .options
         .preserve_owner
         .unwrap_or_else(|| rustix::process::geteuid().is_root());
-    let is_chain = chain.len() > 1;
-    let finals: HashMap<&str, &ManifestEntry> = if is_chain {
-        last.entries.iter().map(|e| (e.path.as_str(), e)).collect()
-    } else {
-        HashMap::new()
-    };
     let mut written: HashMap<String, Sha256Digest> = HashMap::new();
     let mut progress = Throttle::new(req.progress, Phase::Reading);
     progress.progress.files_total = chain.iter().map(|m| m.backup.totals.archived_entries).sum();
@@ -353,7 +300,11 @@ fn extract_chain(
         .sum();
     progress.force();
     let mut stored_bytes = 0;
-    for m in chain {
+    let chain_ids: Vec<BackupId> = chain.iter().map(|m| m.backup.id).collect();
+    // Each archive in order, with the attributes its own manifest gives. What the incrementals
+    // write is remembered (path → hash) for the final check; the full backup's is in its
+    // manifest.
+    for (i, m) in chain.iter().enumerate() {
         let id = m.backup.id;
         for path in m.deleted.iter().rev() {
             root.remove(path).map_err(|source| RestoreError::Archive {
@@ -372,9 +323,7 @@ fn extract_chain(
             root.clone(),
             req.options.writer_threads,
             preserve_owner,
-            id,
-            is_chain.then_some((&finals, target)),
-            is_chain.then_some(&mut written),
+            (i > 0).then_some(&mut written),
         );
         let scanned = scan_archive(reader, m, &mut sink, &mut progress);
         let finished = sink.finish();
@@ -384,25 +333,99 @@ fn extract_chain(
         stored_bytes += stats.stored_bytes;
     }
     progress.phase(Phase::Finishing);
-    if is_chain {
-        check_tree(req.staging, last, &written).map_err(|problem| RestoreError::Mismatch {
+    let attrs_of = |e: &crate::manifest::ManifestEntry| Attrs {
+        mode: e.mode,
+        mtime_ns: e.mtime_ns,
+        owner: preserve_owner.then_some((e.uid, e.gid)),
+    };
+    // Directories get their attributes last, deepest first (their contents are complete then,
+    // and a read-only directory does not block its children's).
+    let mut dirs: Vec<(String, Attrs)> = Vec::new();
+    let base = chain.remove(0);
+    let last = if chain.is_empty() {
+        for e in base.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+            dirs.push((e.path.clone(), attrs_of(e)));
+        }
+        Head {
+            backup: base.backup,
+            root: base.root,
+        }
+    } else {
+        // A chain: the whole tree at the target's time, merged from the manifests as a stream,
+        // is checked like any manifest and held against what is on disk, entry by entry;
+        // attribute-only changes of later backups are applied on the way.
+        let Some(newest) = chain.last() else {
+            return Err(RestoreError::Staging {
+                path: req.staging.into(),
+                problem: "empty chain".into(),
+            });
+        };
+        let head = Head {
+            backup: newest.backup.clone(),
+            root: newest.root,
+        };
+        let lists = (
+            newest.deleted.clone(),
+            newest.vanished.len(),
+            newest.skipped.len(),
+        );
+        let base_id = base.backup.id;
+        let mut merge = ViewMerge::new(base.entries.into_iter(), base_id, chain);
+        let mut checker = EntryChecker::new(&head.backup, head.root.as_ref(), true)
+            .map_err(|e| RestoreError::Manifest(ListError::Invalid(e)))?;
+        let mismatch = |problem: String| RestoreError::Mismatch {
             id: target,
             problem,
-        })?;
-    }
-    for e in last
-        .entries
-        .iter()
-        .rev()
-        .filter(|e| e.kind == EntryKind::Dir)
-    {
-        let attrs = Attrs {
-            mode: e.mode,
-            mtime_ns: e.mtime_ns,
-            owner: preserve_owner.then_some((e.uid, e.gid)),
         };
-        root.set_dir_attrs(&e.path, attrs)
-            .map_err(io_err(&format!("set attributes of {:?}", e.path)))?;
+        let mut disk = OnDisk::new(req.staging).map_err(&mismatch)?;
+        while let Ok(Some(item)) = merge.next_entry() {
+            let want = &item.entry;
+            checker
+                .push(want)
+                .map_err(|e| RestoreError::Manifest(ListError::Invalid(e)))?;
+            let got = disk
+                .next()
+                .map_err(&mismatch)?
+                .ok_or_else(|| mismatch(format!("{:?} is missing", want.path)))?;
+            if got.path != want.path {
+                return Err(mismatch(format!(
+                    "found {:?} where {:?} was expected",
+                    got.path, want.path
+                )));
+            }
+            // What was written last at this path: by an incremental's archive, or else by the
+            // full backup's.
+            let content = written.get(&want.path).copied().or(item.base_sha256);
+            let same = got.kind == want.kind
+                && (want.kind != EntryKind::File
+                    || (got.meta.size == want.size && content == want.sha256))
+                && got.target == want.target;
+            if !same {
+                return Err(mismatch(format!(
+                    "{:?} differs (type, size, content or target)",
+                    want.path
+                )));
+            }
+            match want.kind {
+                EntryKind::Dir => dirs.push((want.path.clone(), attrs_of(want))),
+                kind if item.attrs_only => root
+                    .set_entry_attrs(&want.path, attrs_of(want), kind == EntryKind::Symlink)
+                    .map_err(io_err(&format!("set attributes of {:?}", want.path)))?,
+                _ => {}
+            }
+        }
+        if let Some(extra) = disk.next().map_err(&mismatch)? {
+            return Err(mismatch(format!("{:?} is not in the manifest", extra.path)));
+        }
+        checker
+            .finish(&lists.0, lists.1, lists.2)
+            .map_err(|e| RestoreError::Manifest(ListError::Invalid(e)))?;
+        head
+    };
+    drop(written);
+    for (path, attrs) in dirs.iter().rev() {
+        root.set_dir_attrs(path, *attrs)
+            .map_err(io_err(&format!("set attributes of {path:?}")))?;
     }
     if let Some(r) = &last.root {
         let attrs = Attrs {
@@ -423,7 +446,7 @@ fn extract_chain(
     let t = &last.backup.totals;
     Ok(RestoreReport {
         backup: target,
-        chain: chain.iter().map(|m| m.backup.id).collect(),
+        chain: chain_ids,
         entries: t.entries,
         files: t.files,
         file_bytes: t.file_bytes,
@@ -433,42 +456,46 @@ fn extract_chain(
     })
 }
 
-/// After a chain: the tree on disk must be exactly the final manifest (paths, types, sizes,
-/// targets) and every file's last written content must have the final hash.
-fn check_tree(
-    staging: &Path,
-    last: &Manifest,
-    written: &HashMap<String, Sha256Digest>,
-) -> Result<(), String> {
-    let walked =
-        crate::walk::walk(staging).map_err(|e| format!("walking the restored tree: {e}"))?;
-    if let Some(s) = walked.skipped.first() {
-        return Err(format!("{:?}: {}", s.path, s.reason));
+/// The header and root attributes of the restored backup.
+struct Head {
+    backup: crate::manifest::ManifestHeader,
+    root: Option<crate::manifest::RootAttrs>,
+}
+
+/// The restored tree as walked, entry by entry.
+struct OnDisk {
+    walker: Walker,
+    batch: std::vec::IntoIter<crate::walk::Walked>,
+}
+
+impl OnDisk {
+    fn new(staging: &Path) -> Result<Self, String> {
+        Ok(Self {
+            walker: Walker::start(staging)
+                .map_err(|e| format!("walking the restored tree: {e}"))?,
+            batch: Vec::new().into_iter(),
+        })
     }
-    let mut on_disk = walked.entries.iter();
-    for want in &last.entries {
-        let Some(got) = on_disk.next() else {
-            return Err(format!("{:?} is missing", want.path));
-        };
-        if got.path != want.path {
-            return Err(format!(
-                "found {:?} where {:?} was expected",
-                got.path, want.path
-            ));
+
+    fn next(&mut self) -> Result<Option<crate::walk::Walked>, String> {
+        loop {
+            if let Some(w) = self.batch.next() {
+                return Ok(Some(w));
+            }
+            let Some(b) = self
+                .walker
+                .next_batch()
+                .map_err(|e| format!("walking the restored tree: {e}"))?
+            else {
+                return Ok(None);
+            };
+            if let Some(s) = b.skipped.first() {
+                return Err(format!("{:?}: {}", s.path, s.reason));
+            }
+            if let Some(v) = b.vanished.first() {
+                return Err(format!("{v:?} vanished from the restored tree"));
+            }
+            self.batch = b.entries.into_iter();
         }
-        let same = got.kind == want.kind
-            && (want.kind != EntryKind::File
-                || (got.meta.size == want.size && written.get(&want.path) == want.sha256.as_ref()))
-            && got.target == want.target;
-        if !same {
-            return Err(format!(
-                "{:?} differs (type, size, content or target)",
-                want.path
-            ));
-        }
     }
-    if let Some(extra) = on_disk.next() {
-        return Err(format!("{:?} is not in the manifest", extra.path));
-    }
-    Ok(())
 }

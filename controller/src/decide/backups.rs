@@ -21,8 +21,9 @@ use crate::state::StateCommand;
 pub struct GroupBackupState {
     /// The catalog was reconciled with the store since this controller started.
     pub listed: bool,
-    /// When the scheduler last started something (failures retry after a pause).
-    pub last_attempt: Option<Duration>,
+    /// When a backup-type action of the group last failed: the scheduler waits a while before
+    /// it tries again, so a broken store is not hammered.
+    pub last_failure: Option<Duration>,
     /// Restore incidents being watched, and until when (unix ms).
     pub watching: Vec<(IncidentId, MemberKey, u64)>,
     /// How the last few backup-type actions ended, for `drctl ... --wait` (newest last).
@@ -108,10 +109,6 @@ impl Decider {
     ) -> super::ActionId {
         let key = (group.clone(), host);
         let timeout = self.settings.backup_timeout;
-        self.backup_state
-            .entry(group.clone())
-            .or_default()
-            .last_attempt = Some(now.mono);
         self.send_action(
             &key,
             Purpose::Backup {
@@ -137,7 +134,7 @@ impl Decider {
             return;
         };
         let st = self.backup_state.entry(group.clone()).or_default().clone();
-        if st.last_attempt.is_some_and(|t| now.mono < t + RETRY_AFTER) {
+        if st.last_failure.is_some_and(|t| now.mono < t + RETRY_AFTER) {
             return;
         }
         if !st.listed {
@@ -193,10 +190,6 @@ impl Decider {
             if let Some(h) = drillers.first().cloned() {
                 let from = full.record.host.clone();
                 let key = (group.clone(), h);
-                self.backup_state
-                    .entry(group.clone())
-                    .or_default()
-                    .last_attempt = Some(now.mono);
                 let timeout = self.settings.backup_timeout;
                 self.send_action(
                     &key,
@@ -517,6 +510,10 @@ impl Decider {
         why: &str,
         now: Now,
     ) {
+        self.backup_state
+            .entry(group.clone())
+            .or_default()
+            .last_failure = Some(now.mono);
         let (id, _) = self.incident_for(
             group,
             None,
@@ -653,7 +650,7 @@ impl Decider {
                         // list again after a pause; until then nothing is scheduled for the group
                         let st = self.backup_state.entry(key.0.clone()).or_default();
                         st.listed = false;
-                        st.last_attempt = Some(now.mono);
+                        st.last_failure = Some(now.mono);
                         self.backup_failure(&key.0, &key.1, "listing the backup store", &e, now);
                     }
                 }

@@ -287,7 +287,9 @@ impl Decider {
         else {
             return;
         };
-        if incident.phase == Phase::Watching {
+        // A restore's incident ends with its watch period, never because the member looks
+        // healthy: after a failed restore the old data is back and healthy, yet still unrestored.
+        if incident.phase == Phase::Watching || incident.category == Category::DataProblem {
             return;
         }
         let Some(obs) = self.members.get(key) else {

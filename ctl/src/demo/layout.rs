@@ -11,16 +11,47 @@ pub const GROUP: &str = "erlmcp";
 pub const OPERATOR: &str = "demo";
 pub const VIEWER: &str = "demo-viewer";
 
-/// A free loopback port: `preferred` when it is free, else one the kernel picks.
+/// Ports handed out by this process (a port is only probed, then bound later by another
+/// process, so the same one must not be handed out twice meanwhile).
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// Below the kernel's ephemeral range (32768-60999 by default): a port picked here is not taken
+/// by some client's outgoing connection between the probe and the real bind.
+const PICK_FROM: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free loopback port: `preferred` when it is free, else a free one below the ephemeral
+/// range, else one the kernel picks.
 pub fn free_port(preferred: Option<u16>) -> std::io::Result<u16> {
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let free = |p: u16, handed: &Vec<u16>| {
+        !handed.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok()
+    };
     if let Some(p) = preferred
-        && let Ok(l) = TcpListener::bind(("127.0.0.1", p))
+        && free(p, &handed)
     {
-        drop(l);
+        handed.push(p);
         return Ok(p);
     }
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().rotate_left(16);
+    for _ in 0..64 {
+        // xorshift: good enough to spread parallel test processes over the range
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let p = (PICK_FROM.start + seed % (PICK_FROM.end - PICK_FROM.start)) as u16;
+        if free(p, &handed) {
+            handed.push(p);
+            return Ok(p);
+        }
+    }
     let l = TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
+    let p = l.local_addr()?.port();
+    handed.push(p);
+    Ok(p)
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -224,10 +255,16 @@ key = {key}\n\
 yellow = 1000.0\n\
 red = 1000.0\n\
 \n\
-# ...and this machine's disk, which is not an erlmcp data disk: warn only when it is nearly full.\n\
+# ...and its disk, which is not an erlmcp data disk: warn only when it is nearly full...\n\
 [thresholds.disk_free_percent_min]\n\
 yellow = 3.0\n\
 red = 1.0\n\
+\n\
+# ...and its scheduler: one slow answer while everything starts at once is not a slow erlmcp\n\
+# (with under 100 samples the p99 is the slowest answer). The stand-in's slow switch still shows.\n\
+[thresholds.response_p99_ms]\n\
+yellow = 300.0\n\
+red = 1000.0\n\
 \n\
 [[group]]\n\
 name = {group}\n\
@@ -332,7 +369,14 @@ log_file = {log}\n\
 [hooks]\n\
 promote = {{ command = {promote}, timeout_ms = 5000 }}\n\
 demote = {{ command = {demote}, timeout_ms = 5000 }}\n\
-fence = {{ command = {fence}, timeout_ms = 5000 }}\n",
+fence = {{ command = {fence}, timeout_ms = 5000 }}\n\
+\n\
+[backup]\n\
+store = {store}\n\
+timeout_s = 600\n\
+# the stand-in's integrity check (erlmcp: tcps_persistence:verify_integrity())\n\
+post_restore = [{{ command = {verify}, timeout_ms = 30000 }}]\n\
+drill_check = {{ command = {verify}, timeout_ms = 30000 }}\n",
         host = h.host,
         host_s = toml_str(&h.host),
         group = toml_str(GROUP),
@@ -361,6 +405,8 @@ fence = {{ command = {fence}, timeout_ms = 5000 }}\n",
         promote = toml_list(&standin_role_hook(h, standin, "primary")),
         demote = toml_list(&standin_role_hook(h, standin, "replica")),
         fence = toml_list(&standin_role_hook(h, standin, "fenced")),
+        store = toml_str(&format!("file://{}", plan.store_dir().display())),
+        verify = toml_list(&[standin.display().to_string(), "verify-data".into()]),
     )
 }
 

@@ -32,6 +32,9 @@ pub struct ClusterOptions {
     pub netns_hosts: Vec<usize>,
     /// Make every promote hook take this long (to act during a failover).
     pub promote_delay_ms: Option<u64>,
+    /// The controller's `[backup]` section body (schedule, retention). None: nothing scheduled,
+    /// so only tests about backups see backups (every agent has a file:// store either way).
+    pub backup_schedule: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -44,6 +47,7 @@ impl Default for ClusterOptions {
             haproxy: false,
             netns_hosts: Vec::new(),
             promote_delay_ms: None,
+            backup_schedule: None,
         }
     }
 }
@@ -112,8 +116,12 @@ impl Cluster {
         std::fs::write(
             c.config(),
             format!(
-                "{}\n{}\n",
+                "{}\n[backup]\n{}\n{}\n",
                 layout::controller_toml(&plan, c),
+                options
+                    .backup_schedule
+                    .as_deref()
+                    .unwrap_or("full_every_s = 0\nincremental_every_s = 0\ndrill_every_s = 0"),
                 options.controller_extra
             ),
         )?;

@@ -42,6 +42,14 @@ enum Cmd {
         /// primary, replica or fenced
         role: String,
     },
+    /// Check a data directory the way the runbook's `tcps_persistence:verify_integrity()` would:
+    /// every receipt, client receipt and session file is whole JSON and every index line is well
+    /// formed. Used as the demo's post-restore and drill integrity hook. Exit 1 on a problem.
+    VerifyData {
+        /// Default: ERLMCP_DR_DATA_DIR (set by the agent for backup hooks).
+        #[arg(long, env = "ERLMCP_DR_DATA_DIR")]
+        data_dir: PathBuf,
+    },
     /// Stop the instance of a pid file: SIGTERM, SIGKILL after the grace (like `bin/erlmcp stop`).
     Stop {
         #[arg(long)]
@@ -113,6 +121,19 @@ pub fn main() -> ExitCode {
         Cmd::Daemon(args) => daemon(args),
         Cmd::Stop { pid_file, grace_ms } => stop(&pid_file, Duration::from_millis(grace_ms)),
         Cmd::Role { addr, role } => set_role(addr, &role),
+        Cmd::VerifyData { data_dir } => match super::receipts::verify(&data_dir) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(problem) => {
+                eprintln!(
+                    "integrity check of {} failed: {problem}",
+                    data_dir.display()
+                );
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

@@ -135,6 +135,64 @@ impl ReceiptStore {
     }
 }
 
+/// What `verify-data` found: counts, or the first problem.
+pub fn verify(dir: &Path) -> Result<String, String> {
+    fn json_files(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        };
+        for e in rd {
+            let e = e.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            let p = e.path();
+            if p.is_dir() && depth > 0 {
+                json_files(&p, depth - 1, out)?;
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    if !dir.is_dir() {
+        return Err("not a directory".into());
+    }
+    let mut counts = Vec::new();
+    for (sub, depth) in [("receipts", 1), ("client", 0), ("sessions", 0)] {
+        let mut files = Vec::new();
+        json_files(&dir.join(sub), depth, &mut files)?;
+        for f in &files {
+            let bytes =
+                std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| format!("{} is not whole JSON: {e}", f.display()))?;
+        }
+        counts.push(format!("{} {sub}", files.len()));
+    }
+    let index = dir.join("index").join("receipts.idx");
+    let lines = match std::fs::read_to_string(&index) {
+        Ok(text) => {
+            for (n, line) in text.lines().enumerate() {
+                let fields: Vec<&str> = line.split('\t').collect();
+                if fields.len() != 3 || fields[0].parse::<u64>().is_err() {
+                    return Err(format!(
+                        "{} line {} is malformed: {line:?}",
+                        index.display(),
+                        n + 1
+                    ));
+                }
+            }
+            text.lines().count()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(format!("cannot read {}: {e}", index.display())),
+    };
+    Ok(format!(
+        "integrity ok: {}, {lines} index entries",
+        counts.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +203,32 @@ mod tests {
         assert!(!valid_id("../etc/passwd"));
         assert!(!valid_id("a/b"));
         assert!(!valid_id(""));
+    }
+
+    #[test]
+    fn verify_finds_a_torn_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ReceiptStore::open(dir.path()).unwrap();
+        for seq in 1..=12 {
+            s.write_background("h", seq).unwrap();
+        }
+        let report = verify(dir.path()).unwrap();
+        assert!(
+            report.contains("12 receipts") && report.contains("12 index entries"),
+            "{report}"
+        );
+        let day = std::fs::read_dir(dir.path().join("receipts"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::write(day.join("rcpt-00000003.json"), b"{\"id\": \"h-3\", \"ho").unwrap();
+        let problem = verify(dir.path()).unwrap_err();
+        assert!(
+            problem.contains("rcpt-00000003.json is not whole JSON"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -1,6 +1,15 @@
 //! The manifest: the commit marker of a backup and the description of the tree it restores to.
 //! A backup without one does not exist. Its `backup` header comes first in the JSON so listing can
 //! read just the header and stop (see [`read_header`]).
+//!
+//! On the store (format 2, see `json`) entries are grouped by directory with short keys, and an
+//! incremental's manifest holds only what changed since its parent; [`crate::load_manifest`]
+//! rebuilds the whole tree from the chain (see `view`), so a [`Manifest`] in memory always
+//! describes the whole tree unless it was deserialized directly from a stored object.
+
+mod fast;
+mod json;
+pub(crate) mod view;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -12,30 +21,32 @@ use crate::hashing::Sha256Digest;
 use crate::naming::{BackupId, BackupKind, validate_name};
 use crate::paths::{check_link_target, check_rel_path, parent_of, walk_order};
 
-/// Version of the manifest format this crate writes and reads.
-pub const MANIFEST_FORMAT: u32 = 1;
+pub(crate) use json::{EntriesWriter, EntryStream, StreamError, parse_stored, write_stored};
+
+/// Version of the manifest format this crate writes and reads (2: entries grouped by directory,
+/// short keys, incrementals store only their changes).
+pub const MANIFEST_FORMAT: u32 = 2;
 
 /// setuid, setgid: never written by backup, refused by restore.
 pub(crate) const MODE_SETID: u32 = 0o6000;
 
-/// The whole manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The whole manifest. Serialized (with serde) as the stored format 2 described in the README;
+/// [`crate::load_manifest`] returns the whole-tree view even for incrementals.
+#[derive(Debug, Clone)]
 pub struct Manifest {
     /// Identity, archive and totals: all that listing needs.
     pub backup: ManifestHeader,
     /// Every entry of the tree at backup time, in walk order (directories before contents).
+    /// Entries whose data lives in an older backup's archive carry its id in `origin`. (In the
+    /// stored object of an incremental, only the entries that changed since the parent.)
     pub entries: Vec<ManifestEntry>,
     /// Incrementals: paths of the parent's tree that are gone (or changed type), in walk order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deleted: Vec<String>,
     /// Paths seen by the walk that were gone when read; not in `entries`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vanished: Vec<String>,
     /// Attributes of the data directory itself, applied to the restored root.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<RootAttrs>,
     /// Paths deliberately not backed up (sockets, fifos, devices, non-UTF-8 names), with why.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedPath>,
 }
 
@@ -153,7 +164,8 @@ pub struct ManifestEntry {
     /// A symlink's target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// Backup whose archive holds this file's data; absent means this backup's own archive.
+    /// Backup whose archive holds this entry (a file's data, or a directory or symlink that did
+    /// not change); absent means this backup's own archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<BackupId>,
     /// The file kept changing while read; the archived bytes are a consistent last read.
@@ -201,131 +213,220 @@ pub struct ManifestError {
 }
 
 impl Manifest {
-    /// Checks everything restore relies on: names, ordering, unique paths, each parent a directory,
+    /// Checks everything restore relies on for a whole-tree manifest (what
+    /// [`crate::load_manifest`] returns): names, ordering, unique paths, each parent a directory,
     /// safe paths and modes, symlinks that stay inside, origins only for incrementals, totals
     /// that match the entries.
     pub fn check(&self) -> Result<(), ManifestError> {
-        let fail = |problem: String| ManifestError {
-            id: self.backup.id.to_string(),
-            problem,
-        };
-        let h = &self.backup;
-        if h.format != MANIFEST_FORMAT {
-            return Err(fail(format!(
-                "format {} is not {MANIFEST_FORMAT}",
-                h.format
-            )));
+        self.check_parts(true)
+    }
+
+    /// Checks a manifest as stored: a full backup's like [`Manifest::check`]; an incremental's
+    /// (changes only) without what needs the whole tree (parents listed, symlinks resolved
+    /// through other links, totals), which is checked on the rebuilt view.
+    pub(crate) fn check_stored(&self) -> Result<(), ManifestError> {
+        self.check_parts(self.backup.kind == BackupKind::Full)
+    }
+
+    fn check_parts(&self, whole_tree: bool) -> Result<(), ManifestError> {
+        let mut c = EntryChecker::new(&self.backup, self.root.as_ref(), whole_tree)?;
+        for e in &self.entries {
+            c.push(e)?;
         }
-        validate_name("group", &h.group).map_err(|e| fail(e.to_string()))?;
-        validate_name("host", &h.host).map_err(|e| fail(e.to_string()))?;
+        c.finish(&self.deleted, self.vanished.len(), self.skipped.len())
+    }
+}
+
+/// [`Manifest::check`] one entry at a time, for trees that are streamed rather than held.
+pub(crate) struct EntryChecker<'h> {
+    header: &'h ManifestHeader,
+    whole_tree: bool,
+    /// Entries are in walk order, so the directories enclosing the current entry form a stack:
+    /// checking "parent listed before, and a directory" needs no map of all paths.
+    dirs: Vec<String>,
+    links: HashMap<String, String>,
+    prev: Option<String>,
+    totals: Totals,
+}
+
+impl<'h> EntryChecker<'h> {
+    /// Checks the header (and root attributes); `whole_tree` as in [`Manifest::check`], else as
+    /// an incremental's stored changes.
+    pub(crate) fn new(
+        header: &'h ManifestHeader,
+        root: Option<&RootAttrs>,
+        whole_tree: bool,
+    ) -> Result<Self, ManifestError> {
+        let c = Self {
+            header,
+            whole_tree,
+            dirs: Vec::new(),
+            links: HashMap::new(),
+            prev: None,
+            totals: Totals::default(),
+        };
+        let h = header;
+        if h.format != MANIFEST_FORMAT {
+            return Err(c.fail(format!("format {} is not {MANIFEST_FORMAT}", h.format)));
+        }
+        validate_name("group", &h.group).map_err(|e| c.fail(e.to_string()))?;
+        validate_name("host", &h.host).map_err(|e| c.fail(e.to_string()))?;
         if h.kind != h.id.kind {
-            return Err(fail(format!("kind {} does not match the id", h.kind)));
+            return Err(c.fail(format!("kind {} does not match the id", h.kind)));
         }
         match (h.kind, h.parent) {
-            (BackupKind::Full, Some(_)) => return Err(fail("a full backup names a parent".into())),
+            (BackupKind::Full, Some(_)) => {
+                return Err(c.fail("a full backup names a parent".into()));
+            }
             (BackupKind::Incremental, None) => {
-                return Err(fail("an incremental backup names no parent".into()));
+                return Err(c.fail("an incremental backup names no parent".into()));
             }
             (BackupKind::Incremental, Some(p)) if p >= h.id => {
-                return Err(fail(format!("parent {p} is not older than the backup")));
+                return Err(c.fail(format!("parent {p} is not older than the backup")));
             }
             _ => {}
         }
         if h.archive.name != h.id.archive_name() {
-            return Err(fail(format!(
+            return Err(c.fail(format!(
                 "archive name {:?} does not match the id",
                 h.archive.name
             )));
         }
-        if let Some(r) = &self.root
+        if let Some(r) = root
             && (r.mode & !0o7777 != 0 || r.mode & MODE_SETID != 0)
         {
-            return Err(fail(format!(
+            return Err(c.fail(format!(
                 "root mode {:o} has setuid/setgid or non-permission bits",
                 r.mode
             )));
         }
-        // Entries are in walk order, so the directories enclosing the current entry form a stack:
-        // checking "parent listed before, and a directory" needs no map of all paths.
-        let mut dirs: Vec<&str> = Vec::new();
-        let mut links: HashMap<&str, &str> = HashMap::new();
-        let mut prev: Option<&str> = None;
-        for e in &self.entries {
-            let p = check_rel_path(e.path.as_bytes())
-                .map_err(|m| fail(format!("{:?}: {m}", e.path)))?;
-            if let Some(prev) = prev
-                && walk_order(prev, p) != std::cmp::Ordering::Less
-            {
-                return Err(fail(format!("{p:?} is out of order or repeated")));
+        Ok(c)
+    }
+
+    fn fail(&self, problem: String) -> ManifestError {
+        ManifestError {
+            id: self.header.id.to_string(),
+            problem,
+        }
+    }
+
+    /// The next entry, in walk order.
+    pub(crate) fn push(&mut self, e: &ManifestEntry) -> Result<(), ManifestError> {
+        let h = self.header;
+        let p = check_rel_path(e.path.as_bytes())
+            .map_err(|m| self.fail(format!("{:?}: {m}", e.path)))?;
+        match &mut self.prev {
+            Some(prev) => {
+                if walk_order(prev, p) != std::cmp::Ordering::Less {
+                    return Err(self.fail(format!("{p:?} is out of order or repeated")));
+                }
+                prev.clear();
+                prev.push_str(p);
             }
-            prev = Some(p);
+            None => self.prev = Some(p.to_owned()),
+        }
+        if self.whole_tree {
             let parent = parent_of(p);
-            while let Some(top) = dirs.last() {
-                if parent.is_some_and(|par| par == *top || par.starts_with(&format!("{top}/"))) {
+            while let Some(top) = self.dirs.last() {
+                if parent.is_some_and(|par| is_within(par, top)) {
                     break;
                 }
-                dirs.pop();
+                self.dirs.pop();
             }
             if let Some(parent) = parent
-                && dirs.last() != Some(&parent)
+                && self.dirs.last().map(String::as_str) != Some(parent)
             {
-                return Err(fail(format!(
+                return Err(self.fail(format!(
                     "{p:?}: parent {parent:?} is not a directory listed before it"
                 )));
             }
             if e.kind == EntryKind::Dir {
-                dirs.push(p);
+                self.dirs.push(p.to_owned());
             }
-            if e.mode & !0o7777 != 0 || e.mode & MODE_SETID != 0 {
-                return Err(fail(format!(
-                    "{p:?}: mode {:o} has setuid/setgid or non-permission bits",
-                    e.mode
-                )));
-            }
-            if let Some(origin) = e.origin
-                && (h.kind == BackupKind::Full || origin >= h.id || e.kind != EntryKind::File)
-            {
-                return Err(fail(format!(
-                    "{p:?}: origin {origin} is not an older backup of a file"
-                )));
-            }
-            let shape_ok = match e.kind {
-                EntryKind::File => e.sha256.is_some() && e.target.is_none(),
-                EntryKind::Dir => e.size == 0 && e.sha256.is_none() && e.target.is_none(),
-                EntryKind::Symlink => e.size == 0 && e.sha256.is_none() && e.target.is_some(),
-            };
-            if !shape_ok {
-                return Err(fail(format!(
-                    "{p:?}: a file needs a sha256, a symlink a target, a directory neither (and only files have a size)"
-                )));
-            }
-            if let (EntryKind::Symlink, Some(t)) = (e.kind, e.target.as_deref()) {
-                links.insert(p, t);
-            }
+            self.totals.add_entry(e);
         }
-        for (link, target) in &links {
-            check_link_target(link, target, &links).map_err(|m| fail(format!("{link:?}: {m}")))?;
-        }
-        for d in &self.deleted {
-            check_rel_path(d.as_bytes()).map_err(|m| fail(format!("deleted {d:?}: {m}")))?;
-        }
-        if h.kind == BackupKind::Full && !self.deleted.is_empty() {
-            return Err(fail("a full backup lists deleted paths".into()));
-        }
-        let totals = totals_of(
-            &self.entries,
-            self.deleted.len(),
-            self.vanished.len(),
-            self.skipped.len(),
-        );
-        if totals != h.totals {
-            return Err(fail(format!(
-                "totals {:?} do not match the entries ({totals:?})",
-                h.totals
+        if e.mode & !0o7777 != 0 || e.mode & MODE_SETID != 0 {
+            return Err(self.fail(format!(
+                "{p:?}: mode {:o} has setuid/setgid or non-permission bits",
+                e.mode
             )));
+        }
+        if let Some(origin) = e.origin
+            && (h.kind == BackupKind::Full || origin >= h.id)
+        {
+            return Err(self.fail(format!("{p:?}: origin {origin} is not an older backup")));
+        }
+        let shape_ok = match e.kind {
+            EntryKind::File => e.sha256.is_some() && e.target.is_none(),
+            EntryKind::Dir => e.size == 0 && e.sha256.is_none() && e.target.is_none(),
+            EntryKind::Symlink => e.size == 0 && e.sha256.is_none() && e.target.is_some(),
+        };
+        if !shape_ok {
+            return Err(self.fail(format!(
+                "{p:?}: a file needs a sha256, a symlink a target, a directory neither (and only files have a size)"
+            )));
+        }
+        if let (EntryKind::Symlink, Some(t)) = (e.kind, e.target.as_deref()) {
+            self.links.insert(p.to_owned(), t.to_owned());
         }
         Ok(())
     }
+
+    /// After the last entry: symlinks resolved within the tree, the lists, and (whole trees)
+    /// the totals.
+    pub(crate) fn finish(
+        self,
+        deleted: &[String],
+        vanished: usize,
+        skipped: usize,
+    ) -> Result<(), ManifestError> {
+        let h = self.header;
+        let borrowed: HashMap<&str, &str> = self
+            .links
+            .iter()
+            .map(|(l, t)| (l.as_str(), t.as_str()))
+            .collect();
+        for (link, target) in &borrowed {
+            let checked = if self.whole_tree {
+                check_link_target(link, target, &borrowed)
+            } else {
+                check_link_target(link, target, &crate::paths::NoLinks)
+            };
+            checked.map_err(|m| self.fail(format!("{link:?}: {m}")))?;
+        }
+        let mut prev: Option<&str> = None;
+        for d in deleted {
+            check_rel_path(d.as_bytes()).map_err(|m| self.fail(format!("deleted {d:?}: {m}")))?;
+            if let Some(prev) = prev
+                && walk_order(prev, d) != std::cmp::Ordering::Less
+            {
+                return Err(self.fail(format!("deleted {d:?} is out of order or repeated")));
+            }
+            prev = Some(d);
+        }
+        if h.kind == BackupKind::Full && !deleted.is_empty() {
+            return Err(self.fail("a full backup lists deleted paths".into()));
+        }
+        if self.whole_tree {
+            let mut totals = self.totals.clone();
+            totals.deleted = deleted.len() as u64;
+            totals.vanished = vanished as u64;
+            totals.skipped = skipped as u64;
+            if totals != h.totals {
+                return Err(self.fail(format!(
+                    "totals {:?} do not match the entries ({totals:?})",
+                    h.totals
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `path` is `dir` or inside it.
+fn is_within(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Totals as they follow from the entries and lists (for tools and tests that build manifests).
@@ -336,30 +437,50 @@ pub fn totals_of(
     skipped: usize,
 ) -> Totals {
     let mut t = Totals {
-        entries: entries.len() as u64,
         deleted: deleted as u64,
         vanished: vanished as u64,
         skipped: skipped as u64,
         ..Totals::default()
     };
     for e in entries {
-        match e.kind {
-            EntryKind::File => {
-                t.files += 1;
-                t.file_bytes += e.size;
-            }
-            EntryKind::Dir => t.dirs += 1,
-            EntryKind::Symlink => t.symlinks += 1,
-        }
-        if e.origin.is_none() {
-            t.archived_entries += 1;
-            if e.kind == EntryKind::File {
-                t.archived_file_bytes += e.size;
-            }
-        }
-        t.changed_while_reading += u64::from(e.changed_while_reading);
+        t.add_entry(e);
     }
     t
+}
+
+impl Totals {
+    /// Counts one entry of the tree (everything but `deleted`, `vanished`, `skipped`).
+    pub fn add_entry(&mut self, e: &ManifestEntry) {
+        self.entries += 1;
+        match e.kind {
+            EntryKind::File => {
+                self.files += 1;
+                self.file_bytes += e.size;
+            }
+            EntryKind::Dir => self.dirs += 1,
+            EntryKind::Symlink => self.symlinks += 1,
+        }
+        if e.origin.is_none() {
+            self.archived_entries += 1;
+            if e.kind == EntryKind::File {
+                self.archived_file_bytes += e.size;
+            }
+        }
+        self.changed_while_reading += u64::from(e.changed_while_reading);
+    }
+
+    /// Counts an entry taken over unchanged from a parent (its data is in an older archive).
+    pub(crate) fn add_inherited(&mut self, parent: &ManifestEntry) {
+        self.entries += 1;
+        match parent.kind {
+            EntryKind::File => {
+                self.files += 1;
+                self.file_bytes += parent.size;
+            }
+            EntryKind::Dir => self.dirs += 1,
+            EntryKind::Symlink => self.symlinks += 1,
+        }
+    }
 }
 
 /// Reads only the `backup` header of a manifest from a stream, stopping as soon as it has it,
