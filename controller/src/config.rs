@@ -537,7 +537,16 @@ name = "erlmcp"
             Thresholds::default(),
             "the example shows the real defaults"
         );
+        assert_eq!(
+            c.decide,
+            Settings::default(),
+            "the example shows the real defaults"
+        );
+        assert_eq!(c.rpo_target_s, BackupSchedule::default().rpo_target_s);
+        assert_eq!(c.notify.receivers.len(), 2);
         assert_eq!(c.groups.len(), 1);
+        assert!(matches!(c.groups[0].lb, Some(LbConfig::Haproxy { .. })));
+        assert!(c.groups[0].smoke_url.is_some());
     }
 
     #[test]
