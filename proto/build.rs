@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/erlmcp_dr/v1/health.proto",
         "proto/erlmcp_dr/v1/agent.proto",
         "proto/erlmcp_dr/v1/admin.proto",
+        "proto/erlmcp_dr/v1/raft.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

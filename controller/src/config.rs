@@ -13,6 +13,10 @@ use serde::Deserialize;
 
 use crate::classify::Thresholds;
 use crate::decide::Settings;
+use crate::raft::ControllerNode;
+use crate::raft::node::ClusterSettings;
+
+mod cluster;
 
 /// Environment overrides use this prefix: `DR_CONTROLLER__LISTEN=0.0.0.0:7400`.
 pub const ENV_PREFIX: &str = "DR_CONTROLLER";
@@ -41,6 +45,8 @@ struct RawConfig {
     notify: NotifySettings,
     #[serde(default)]
     backup: BackupSchedule,
+    #[serde(default)]
+    cluster: cluster::RawCluster,
     #[serde(default, rename = "group")]
     groups: Vec<GroupConfig>,
 }
@@ -259,6 +265,9 @@ pub struct ControllerConfig {
     pub notify: NotifySettings,
     /// Seconds: the backup age alerts compare with.
     pub rpo_target_s: u64,
+    /// This controller as the controller cluster knows it (name and advertised URL).
+    pub node: ControllerNode,
+    pub cluster: ClusterSettings,
     pub groups: Vec<GroupConfig>,
 }
 
@@ -424,8 +433,17 @@ impl ControllerConfig {
                 "must be at least 100",
             ));
         }
+        let (node, cluster) = cluster::validate(
+            file,
+            raw.cluster,
+            raw.id.as_str(),
+            raw.listen,
+            tls.is_some(),
+        )?;
         Ok(ControllerConfig {
             file: file.to_path_buf(),
+            node,
+            cluster,
             id: raw.id,
             listen: raw.listen,
             http_listen: raw.http_listen,
@@ -547,6 +565,58 @@ name = "erlmcp"
         assert_eq!(c.groups.len(), 1);
         assert!(matches!(c.groups[0].lb, Some(LbConfig::Haproxy { .. })));
         assert!(c.groups[0].smoke_url.is_some());
+        let d = ClusterSettings::default();
+        assert_eq!(
+            (c.cluster.heartbeat, c.cluster.election_timeout_min),
+            (d.heartbeat, d.election_timeout_min)
+        );
+        assert_eq!(
+            (c.cluster.election_timeout_max, c.cluster.snapshot_every),
+            (d.election_timeout_max, d.snapshot_every)
+        );
+        assert_eq!(c.node.addr, "https://ctl1.example.net:7400");
+    }
+
+    #[test]
+    fn cluster_mistakes_name_the_key() {
+        let base = "id = 'c1'\ndata_dir = 's'\n[[group]]\nname = 'g'\n";
+        for (extra, key) in [
+            (
+                "[cluster]\nelection_timeout_min_ms = 200\n",
+                "cluster.election_timeout_min_ms",
+            ),
+            (
+                "[cluster]\nelection_timeout_max_ms = 300\n",
+                "cluster.election_timeout_max_ms",
+            ),
+            ("[cluster]\nadvertise = 'ctl1:7400'\n", "cluster.advertise"),
+            (
+                "[[cluster.member]]\nid = 'c2'\naddr = 'https://c2:7400'\n",
+                "cluster.member",
+            ),
+            (
+                "[[cluster.member]]\nid = 'c1'\naddr = 'https://c1:7400'\n[[cluster.member]]\nid = 'c1'\naddr = 'https://c9:7400'\n",
+                "cluster.member[1].id",
+            ),
+            (
+                "[cluster]\njoin = true\n[[cluster.member]]\nid = 'c1'\naddr = 'https://c1:7400'\n",
+                "cluster.join",
+            ),
+        ] {
+            let e = ControllerConfig::parse(Path::new("c.toml"), &format!("{base}{extra}"), true)
+                .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{extra}");
+        }
+        let c = ControllerConfig::parse(
+            Path::new("c.toml"),
+            &format!("{base}[[cluster.member]]\nid = 'c1'\naddr = 'https://c1:7400'\n[[cluster.member]]\nid = 'c2'\naddr = 'https://c2:7400'\n"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.node.addr, "https://c1:7400");
+        assert_eq!(c.cluster.initial_members.len(), 2);
+        let alone = ControllerConfig::parse(Path::new("c.toml"), base, true).unwrap();
+        assert_eq!(alone.node.addr, "http://127.0.0.1:7400");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod http;
 pub mod metrics;
+pub mod raft;
 pub mod server;
 pub mod service;
 pub mod state;

@@ -117,9 +117,11 @@ async fn run_controller(
     insecure_dev: bool,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let (shared, runtime) = dr_controller::service::start(config, insecure_dev, shutdown.clone())?;
+    let tls = tls.map(std::sync::Arc::new);
+    let (shared, runtime) =
+        dr_controller::service::start(config, insecure_dev, shutdown.clone(), tls.clone()).await?;
     tokio::spawn(wait_for_signal(shutdown.clone()));
-    let served = dr_controller::server::serve(shared, tls).await;
+    let served = dr_controller::server::serve(shared, tls.as_deref()).await;
     shutdown.cancel();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), runtime).await;
     served?;

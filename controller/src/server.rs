@@ -6,11 +6,13 @@ use std::time::Duration;
 use dr_proto::MAX_MESSAGE_BYTES;
 use dr_proto::pb::admin_server::AdminServer;
 use dr_proto::pb::agent_session_server::AgentSessionServer;
+use dr_proto::pb::raft_server::RaftServer;
 use dr_proto::tls::TlsMaterial;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
+use crate::raft::service::RaftService;
 use crate::service::Shared;
 use crate::service::admin::AdminService;
 use crate::service::agent_session::AgentSessionService;
@@ -34,7 +36,7 @@ pub enum ServeError {
 /// How long in-flight work gets after shutdown was requested before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-pub async fn serve(ctl: Arc<Shared>, tls: Option<TlsMaterial>) -> Result<(), ServeError> {
+pub async fn serve(ctl: Arc<Shared>, tls: Option<&TlsMaterial>) -> Result<(), ServeError> {
     let config = &ctl.config;
     let grpc_listener =
         TcpListener::bind(config.listen)
@@ -59,7 +61,7 @@ pub async fn serve(ctl: Arc<Shared>, tls: Option<TlsMaterial>) -> Result<(), Ser
         .http2_keepalive_interval(Some(Duration::from_secs(2)))
         .http2_keepalive_timeout(Some(Duration::from_secs(4)))
         .max_concurrent_streams(Some(256));
-    if let Some(tls) = &tls {
+    if let Some(tls) = tls {
         builder = builder
             .tls_config(tls.server_config())
             .map_err(|e| ServeError::Tls(e.to_string()))?;
@@ -74,11 +76,16 @@ pub async fn serve(ctl: Arc<Shared>, tls: Option<TlsMaterial>) -> Result<(), Ser
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(4 * MAX_MESSAGE_BYTES);
+    // Raft messages carry log entries and snapshots: a larger limit than agents get.
+    let raft = RaftServer::new(RaftService::new(ctl.raft.raft.clone(), ctl.insecure_dev))
+        .max_decoding_message_size(64 * MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(64 * MAX_MESSAGE_BYTES);
 
     let shutdown = ctl.shutdown.clone();
     let grpc = builder
         .add_service(agents)
         .add_service(admin)
+        .add_service(raft)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(grpc_listener),
             shutdown.clone().cancelled_owned(),

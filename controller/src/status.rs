@@ -7,6 +7,7 @@ use dr_proto::domain::{GroupView, Health, MemberView, Role, StatusView};
 
 use crate::classify::Verdict;
 use crate::decide::{Decider, MemberObs, Now};
+use crate::state::ControllerState;
 
 fn ago(d: Duration) -> String {
     if d < Duration::from_secs(10) {
@@ -39,14 +40,16 @@ pub fn member_verdict(obs: Option<&MemberObs>, now: Now, stale_after: Duration) 
 }
 
 /// The status of every group as `controller_id` sees it at `now`.
+/// `d` is the decision core when this controller leads; a follower knows the desired state
+/// (replicated) but observes no member, so its members read `unknown`.
 pub fn build_status(
-    d: &Decider,
+    state: &ControllerState,
+    d: Option<&Decider>,
     controller_id: &str,
     leader: bool,
     now: Now,
     stale_after: Duration,
 ) -> StatusView {
-    let state = d.desired();
     let groups = state
         .groups
         .iter()
@@ -56,7 +59,7 @@ pub fn build_status(
                 .keys()
                 .map(|host| {
                     let key = (name.clone(), host.clone());
-                    let obs = d.member(&key);
+                    let obs = d.and_then(|d| d.member(&key));
                     let verdict = member_verdict(obs, now, stale_after);
                     let role = if g.primary.as_ref() == Some(host) {
                         Role::Primary
@@ -68,7 +71,7 @@ pub fn build_status(
                         Role::Unknown
                     };
                     let lease_remaining_ms = (role == Role::Primary)
-                        .then(|| d.lease_remaining(&key, now))
+                        .then(|| d.and_then(|d| d.lease_remaining(&key, now)))
                         .flatten()
                         .map(|r| r.as_millis() as u64);
                     MemberView {
@@ -141,7 +144,7 @@ mod tests {
         w.lease("a", 1);
         w.close("b");
         w.t += Duration::from_millis(500);
-        let view = build_status(&w.d, "c1", true, w.now(), Duration::from_secs(2));
+        let view = build_status(w.d.desired(), Some(&w.d), "c1", true, w.now(), Duration::from_secs(2));
         let gv = view.group("g").unwrap();
         let ma = gv.member("a").unwrap();
         assert_eq!((ma.role, ma.health), (Role::Primary, Health::Green));
@@ -158,7 +161,7 @@ mod tests {
         assert_eq!((mc.role, mc.health), (Role::Replica, Health::Green));
 
         w.t += Duration::from_secs(3);
-        let view = build_status(&w.d, "c1", true, w.now(), Duration::from_secs(2));
+        let view = build_status(w.d.desired(), Some(&w.d), "c1", true, w.now(), Duration::from_secs(2));
         let ma = view.group("g").unwrap().member("a").unwrap();
         assert_eq!(ma.health, Health::Unknown);
         assert!(

@@ -27,6 +27,10 @@ pub mod pb {
 /// The protocol version an agent announces in `Hello`; the controller refuses others.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// gRPC metadata a controller that does not lead adds to its refusal: the leader's URL (when
+/// one is known), so agents and drctl go there next.
+pub const LEADER_HINT_HEADER: &str = "x-dr-leader";
+
 /// Upper bound for any single gRPC message on our services. Reports and status answers are a few
 /// KiB; anything near this limit is hostile or broken and is refused by tonic before decoding.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;

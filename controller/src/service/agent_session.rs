@@ -34,6 +34,9 @@ impl AgentSession for AgentSessionService {
     ) -> Result<Response<Self::SessionStream>, Status> {
         let shared = &self.shared;
         let identity = authorize(&request, Permission::AgentSession, shared.insecure_dev)?;
+        if !shared.raft.standing().leading {
+            return Err(shared.raft.not_leader());
+        }
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await

@@ -1,6 +1,12 @@
-//! The controller's runtime: one task owns the decision core and the state store, takes events
-//! from agent sessions, operators, timers and its own I/O tasks, and executes the core's
-//! commands in order — a `Persist` is durable before anything after it runs.
+//! The controller's runtime: one task owns the decision core (while this controller leads the
+//! controller cluster), takes events from agent sessions, operators, timers and its own I/O
+//! tasks, and executes the core's commands in order — a `Persist` is committed through Raft
+//! (a quorum of controllers has it) before anything after it runs. Leadership changes are in
+//! [`leadership`].
+
+mod leadership;
+
+pub(crate) use leadership::not_leader_status;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +29,8 @@ use crate::decide::{
     ActionReply, Command, Decider, Event, MemberKey, Now, OperatorRequest, ReplyError,
 };
 use crate::metrics::{BackupFacts, ControllerFacts, render};
-use crate::state::store::{Store, StoreError};
-use crate::state::{CatalogEntry, DrillRecord, StateCommand};
+use crate::raft::node::{NodeError, RaftNode};
+use crate::state::{CatalogEntry, ControllerState, DrillRecord};
 use crate::status::build_status;
 
 /// Messages to one agent; `Err` ends its stream with that status.
@@ -101,6 +107,8 @@ pub struct Shared {
     pub config: ControllerConfig,
     pub insecure_dev: bool,
     pub shutdown: CancellationToken,
+    /// This controller's Raft node (membership, standing, the replicated state).
+    pub raft: RaftNode,
     tx: mpsc::Sender<Input>,
     next_session: AtomicU64,
 }
@@ -215,8 +223,11 @@ impl Shared {
 
 struct Runtime {
     shared: Arc<Shared>,
-    decider: Decider,
-    store: Store,
+    /// The decision core: only while this controller leads (see [`leadership`]).
+    decider: Option<Decider>,
+    raft: RaftNode,
+    /// Since when the leader has lacked a fresh quorum acknowledgement.
+    stale_since: Option<Instant>,
     origin: Instant,
     sessions: HashMap<MemberKey, (u64, Outbox)>,
     replies: HashMap<u64, oneshot::Sender<Result<ActionReply, ReplyError>>>,
@@ -231,61 +242,45 @@ struct Runtime {
     progress: HashMap<String, (String, u64, u64)>,
 }
 
-/// Open the store, build the core and start the runtime task.
-pub fn start(
+/// Start this controller's Raft node and the runtime task. The decision core is built when (and
+/// each time) this controller becomes the leader.
+pub async fn start(
     config: ControllerConfig,
     insecure_dev: bool,
     shutdown: CancellationToken,
+    tls: Option<Arc<dr_proto::tls::TlsMaterial>>,
 ) -> Result<(Arc<Shared>, tokio::task::JoinHandle<()>), StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        StartError::Store(StoreError::Database {
-            path: config.data_dir.clone(),
+        StartError::Raft(NodeError::Store {
+            path: config.data_dir.display().to_string(),
             message: format!("cannot create data_dir: {e}"),
         })
     })?;
-    let mut store =
-        Store::open(&config.data_dir.join("controller.redb")).map_err(StartError::Store)?;
-    for g in &config.groups {
-        store
-            .apply(StateCommand::EnsureGroup {
-                group: g.name.clone(),
-                initial_primary: g.primary.clone(),
-                at_unix_ms: unix_ms(),
-            })
-            .map_err(StartError::Store)?;
-    }
     let notifier = Arc::new(Notifier::load(&config.notify).map_err(StartError::Notify)?);
-    let origin = Instant::now();
-    let now = Now {
-        mono: Duration::ZERO,
-        unix_ms: unix_ms(),
-    };
-    let configured = config
-        .groups
-        .iter()
-        .filter_map(|g| g.primary.clone().map(|p| (g.name.clone(), p)))
-        .collect();
-    let decider = Decider::new(
-        config.decide.clone(),
-        config.thresholds.clone(),
-        store.state().clone(),
-        configured,
-        now,
-    );
+    let raft = RaftNode::start(
+        &config.data_dir,
+        config.node.clone(),
+        config.cluster.clone(),
+        tls,
+    )
+    .await
+    .map_err(StartError::Raft)?;
     let (tx, rx) = mpsc::channel(8192);
     let (internal, internal_rx) = mpsc::channel(1024);
     let shared = Arc::new(Shared {
         config,
         insecure_dev,
         shutdown,
+        raft: raft.clone(),
         tx,
         next_session: AtomicU64::new(1),
     });
     let runtime = Runtime {
         shared: shared.clone(),
-        decider,
-        store,
-        origin,
+        decider: None,
+        raft,
+        stale_since: None,
+        origin: Instant::now(),
         sessions: HashMap::new(),
         replies: HashMap::new(),
         next_request: 1,
@@ -304,7 +299,7 @@ pub fn start(
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Store(StoreError),
+    Raft(NodeError),
     #[error("notify: {0}")]
     Notify(String),
 }
@@ -321,13 +316,23 @@ impl Runtime {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let shutdown = self.shared.shutdown.clone();
+        let mut metrics = self.raft.raft.metrics();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => self.decide(Event::Tick),
-                Some(ev) = internal_rx.recv() => self.decide(ev),
+                _ = tick.tick() => {
+                    self.leadership().await;
+                    self.decide(Event::Tick).await;
+                }
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.leadership().await;
+                }
+                Some(ev) = internal_rx.recv() => self.decide(ev).await,
                 input = rx.recv() => match input {
-                    Some(input) => self.input(input),
+                    Some(input) => self.input(input).await,
                     None => break,
                 },
             }
@@ -335,19 +340,59 @@ impl Runtime {
         for (_, (_, outbox)) in self.sessions.drain() {
             let _ = outbox.try_send(Err(Status::unavailable("controller shutting down")));
         }
+        if let Err(e) = self.raft.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
     }
 
-    fn decide(&mut self, event: Event) {
+    /// Feed one event to the decision core (if this controller leads) and execute what it
+    /// decides. Without a fresh quorum the leader neither grants leases nor acts on time.
+    async fn decide(&mut self, event: Event) {
         let now = self.now();
-        let commands = self.decider.handle(event, now);
+        let fresh = self.stale_since.is_none();
+        let Some(decider) = self.decider.as_mut() else {
+            return;
+        };
+        if !fresh && matches!(event, Event::Tick | Event::LeaseRequest { .. }) {
+            return;
+        }
+        let commands = decider.handle(event, now);
+        self.execute_all(commands).await;
+    }
+
+    /// Execute in order; consecutive `Persist`s are committed as one Raft entry before the
+    /// next command runs. A commit that fails ends the batch and this controller's leadership
+    /// (nothing after it may run, or an agent could hear of a decision that is not durable).
+    async fn execute_all(&mut self, commands: Vec<Command>) {
+        let mut batch = Vec::new();
         for c in commands {
-            if !self.execute(c) {
-                return;
+            match c {
+                Command::Persist(cmd) => batch.push(cmd),
+                other => {
+                    if !batch.is_empty() && !self.commit(std::mem::take(&mut batch)).await {
+                        return;
+                    }
+                    self.execute(other);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.commit(batch).await;
+        }
+    }
+
+    /// The replicated state: the core's copy while leading, else the applied one.
+    fn with_state<R>(&self, f: impl FnOnce(&ControllerState) -> R) -> R {
+        match &self.decider {
+            Some(d) => f(d.desired()),
+            None => {
+                let applied = self.raft.applied.read().unwrap_or_else(|e| e.into_inner());
+                f(&applied.state)
             }
         }
     }
 
-    fn input(&mut self, input: Input) {
+    async fn input(&mut self, input: Input) {
         match input {
             Input::SessionOpened {
                 key,
@@ -355,6 +400,10 @@ impl Runtime {
                 hello,
                 outbox,
             } => {
+                if self.decider.is_none() {
+                    let _ = outbox.try_send(Err(self.raft.not_leader()));
+                    return;
+                }
                 if let Some((_, old)) = self.sessions.insert(key.clone(), (session, outbox)) {
                     let _ = old.try_send(Err(Status::aborted(
                         "replaced by a newer session of the same host",
@@ -366,7 +415,8 @@ impl Runtime {
                     key,
                     session,
                     hello,
-                });
+                })
+                .await;
             }
             Input::Agent(event) => {
                 if let Event::SessionClosed { key, session } = &event {
@@ -376,10 +426,14 @@ impl Runtime {
                     }
                     tracing::info!(group = %key.0, host = %key.1, session, "agent session closed");
                 }
-                self.decide(event);
+                self.decide(event).await;
             }
-            Input::CommandUpdate { key, update } => self.command_update(key, update),
+            Input::CommandUpdate { key, update } => self.command_update(key, update).await,
             Input::Operator { request, reply } => {
+                if self.decider.is_none() {
+                    let _ = reply.send(Err(ReplyError::Refused(self.raft.not_leader_message())));
+                    return;
+                }
                 let id = self.next_request;
                 self.next_request += 1;
                 self.replies.insert(id, reply);
@@ -387,7 +441,8 @@ impl Runtime {
                 self.decide(Event::Operator {
                     request_id: id,
                     request,
-                });
+                })
+                .await;
             }
             Input::Status(reply) => {
                 let _ = reply.send(self.status_view());
@@ -397,20 +452,23 @@ impl Runtime {
                 limit,
                 reply,
             } => {
-                let state = self.decider.desired();
                 let keep = |g: &GroupName| group.as_ref().is_none_or(|w| w == g);
-                let mut changes: Vec<RoleChange> = state
-                    .role_changes
-                    .iter()
-                    .filter(|c| keep(&c.group))
-                    .cloned()
-                    .collect();
-                let mut incidents: Vec<Incident> = state
-                    .incidents
-                    .values()
-                    .filter(|i| keep(&i.group))
-                    .cloned()
-                    .collect();
+                let (mut changes, mut incidents) = self.with_state(|state| {
+                    (
+                        state
+                            .role_changes
+                            .iter()
+                            .filter(|c| keep(&c.group))
+                            .cloned()
+                            .collect::<Vec<RoleChange>>(),
+                        state
+                            .incidents
+                            .values()
+                            .filter(|i| keep(&i.group))
+                            .cloned()
+                            .collect::<Vec<Incident>>(),
+                    )
+                });
                 changes.reverse();
                 incidents.reverse();
                 changes.truncate(limit);
@@ -418,85 +476,41 @@ impl Runtime {
                 let _ = reply.send((changes, incidents));
             }
             Input::Incident { id, reply } => {
-                let _ = reply.send(self.decider.desired().incidents.get(&id).cloned());
+                let _ = reply.send(self.with_state(|s| s.incidents.get(&id).cloned()));
             }
             Input::Metrics(reply) => {
                 let view = self.status_view();
-                let state = self.decider.desired();
-                let facts = ControllerFacts {
-                    sessions_opened_total: self.sessions_opened,
-                    last_applied: self.store.last_applied(),
-                    restarts_total: self
-                        .restarts_total
-                        .iter()
-                        .map(|(k, v)| (k.clone(), *v))
-                        .collect(),
-                    incidents_open: state
-                        .groups
-                        .keys()
-                        .map(|g| {
-                            (
-                                g.clone(),
-                                state
-                                    .incidents
-                                    .values()
-                                    .filter(|i| i.is_open() && &i.group == g)
-                                    .count() as u64,
-                            )
-                        })
-                        .collect(),
-                    backups: Vec::new(),
-                    rpo_target_s: 0,
-                };
-                let now_ms = unix_ms();
-                let facts = ControllerFacts {
-                    backups: state
-                        .groups
-                        .keys()
-                        .map(|g| {
-                            let list = state.backups.get(g);
-                            let newest = list.and_then(|l| l.last());
-                            let drill = state.drills.get(g);
-                            BackupFacts {
-                                group: g.clone(),
-                                last_success_unix_s: newest
-                                    .map(|e| e.record.created_at_unix_ms as f64 / 1000.0),
-                                age_s: newest.map(|e| {
-                                    now_ms.saturating_sub(e.record.created_at_unix_ms) as f64
-                                        / 1000.0
-                                }),
-                                last_size_bytes: newest.map(|e| e.record.size_bytes),
-                                last_duration_s: newest
-                                    .map(|e| e.record.duration_ms as f64 / 1000.0),
-                                count: list.map(Vec::len).unwrap_or(0),
-                                drill_last_success_unix_s: drill
-                                    .and_then(|d| d.last_ok_at_unix_ms)
-                                    .map(|t| t as f64 / 1000.0),
-                                drill_last_ok: drill.map(|d| d.outcome.ok),
-                            }
-                        })
-                        .collect(),
-                    rpo_target_s: self.shared.config.rpo_target_s,
-                    ..facts
-                };
-                let _ = reply.send(render(&view, &facts));
+                let last_applied = self
+                    .raft
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .last_applied
+                    .map(|l| l.index)
+                    .unwrap_or(0);
+                let metrics =
+                    self.with_state(|state| self.metrics_text(&view, state, last_applied));
+                let _ = reply.send(metrics);
             }
             Input::Catalog { group, reply } => {
-                let state = self.decider.desired();
-                let _ = reply.send((
-                    state.backups.get(&group).cloned().unwrap_or_default(),
-                    state.drills.get(&group).cloned(),
-                ));
+                let _ = reply.send(self.with_state(|state| {
+                    (
+                        state.backups.get(&group).cloned().unwrap_or_default(),
+                        state.drills.get(&group).cloned(),
+                    )
+                }));
             }
             Input::Progress {
                 group,
                 action,
                 reply,
             } => {
-                let finished =
-                    action.and_then(|id| self.decider.finished_backup_action(&group, id));
-                let running = self
-                    .decider
+                let Some(decider) = &self.decider else {
+                    let _ = reply.send((Vec::new(), None));
+                    return;
+                };
+                let finished = action.and_then(|id| decider.finished_backup_action(&group, id));
+                let running = decider
                     .running_backup_actions()
                     .into_iter()
                     .filter(|(_, _, key)| key.0 == group)
@@ -529,14 +543,80 @@ impl Runtime {
         }
     }
 
+    fn metrics_text(
+        &self,
+        view: &StatusView,
+        state: &ControllerState,
+        last_applied: u64,
+    ) -> String {
+        let facts = ControllerFacts {
+            sessions_opened_total: self.sessions_opened,
+            last_applied,
+            restarts_total: self
+                .restarts_total
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            incidents_open: state
+                .groups
+                .keys()
+                .map(|g| {
+                    (
+                        g.clone(),
+                        state
+                            .incidents
+                            .values()
+                            .filter(|i| i.is_open() && &i.group == g)
+                            .count() as u64,
+                    )
+                })
+                .collect(),
+            backups: Vec::new(),
+            rpo_target_s: 0,
+        };
+        let now_ms = unix_ms();
+        let facts = ControllerFacts {
+            backups: state
+                .groups
+                .keys()
+                .map(|g| {
+                    let list = state.backups.get(g);
+                    let newest = list.and_then(|l| l.last());
+                    let drill = state.drills.get(g);
+                    BackupFacts {
+                        group: g.clone(),
+                        last_success_unix_s: newest
+                            .map(|e| e.record.created_at_unix_ms as f64 / 1000.0),
+                        age_s: newest.map(|e| {
+                            now_ms.saturating_sub(e.record.created_at_unix_ms) as f64 / 1000.0
+                        }),
+                        last_size_bytes: newest.map(|e| e.record.size_bytes),
+                        last_duration_s: newest.map(|e| e.record.duration_ms as f64 / 1000.0),
+                        count: list.map(Vec::len).unwrap_or(0),
+                        drill_last_success_unix_s: drill
+                            .and_then(|d| d.last_ok_at_unix_ms)
+                            .map(|t| t as f64 / 1000.0),
+                        drill_last_ok: drill.map(|d| d.outcome.ok),
+                    }
+                })
+                .collect(),
+            rpo_target_s: self.shared.config.rpo_target_s,
+            ..facts
+        };
+        render(view, &facts)
+    }
+
     fn status_view(&self) -> StatusView {
-        build_status(
-            &self.decider,
-            self.shared.id(),
-            true,
-            self.now(),
-            self.shared.config.stale_after,
-        )
+        self.with_state(|state| {
+            build_status(
+                state,
+                self.decider.as_ref(),
+                self.shared.id(),
+                self.decider.is_some(),
+                self.now(),
+                self.shared.config.stale_after,
+            )
+        })
     }
 
     fn direct_command(
@@ -545,14 +625,16 @@ impl Runtime {
         action: Action,
         updates: mpsc::Sender<UpdateKind>,
     ) -> Result<(), Status> {
+        let Some(decider) = &self.decider else {
+            return Err(self.raft.not_leader());
+        };
         let Some((_, outbox)) = self.sessions.get(&key) else {
             return Err(Status::unavailable(format!(
                 "no live session from the agent of `{}` in group `{}`",
                 key.1, key.0
             )));
         };
-        let capable = self
-            .decider
+        let capable = decider
             .member(&key)
             .is_some_and(|m| m.can(action.capability()));
         if !capable {
@@ -564,8 +646,7 @@ impl Runtime {
         }
         let id = format!("d{}", self.next_direct);
         self.next_direct += 1;
-        let epoch = self
-            .decider
+        let epoch = decider
             .desired()
             .group(&key.0)
             .map(|g| g.epoch)
@@ -582,7 +663,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn command_update(&mut self, key: MemberKey, update: CommandUpdate) {
+    async fn command_update(&mut self, key: MemberKey, update: CommandUpdate) {
         if let Some((_, sink)) = self.direct.get(&update.command_id) {
             let done = matches!(update.update, UpdateKind::Result(_));
             if sink.try_send(update.update).is_err() && !done {
@@ -600,6 +681,7 @@ impl Runtime {
                     id,
                     outcome: r.outcome,
                 })
+                .await
             }
             (
                 Ok(_),
@@ -619,17 +701,11 @@ impl Runtime {
         }
     }
 
-    /// Execute one command; false stops the batch (the store failed: nothing after a failed
-    /// persist may run, or an agent could hear of a decision that is not durable).
-    fn execute(&mut self, command: Command) -> bool {
+    /// Execute one command that is not a `Persist` (those go through [`Self::commit`]).
+    fn execute(&mut self, command: Command) {
         match command {
             Command::Persist(cmd) => {
-                if let Err(e) = self.store.apply(cmd.clone()) {
-                    tracing::error!(error = %e, command = ?cmd, "cannot persist a decision: the controller stops deciding");
-                    self.shared.shutdown.cancel();
-                    return false;
-                }
-                tracing::debug!(command = ?cmd, "persisted");
+                tracing::error!(command = ?cmd, "a Persist reached execute: dropped (bug)");
             }
             Command::ToAgent {
                 key,
@@ -734,6 +810,5 @@ impl Runtime {
                 self.notifier.send(n);
             }
         }
-        true
     }
 }

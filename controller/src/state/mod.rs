@@ -3,13 +3,11 @@
 //! Every change to what the controller has decided (groups, members, epochs, primaries, mode,
 //! transitions in progress, incidents, role-change history) is a [`StateCommand`] applied here.
 //! This function is pure and deterministic so the same log of commands always yields the same
-//! state: today the log lives in redb ([`store`]); the controller-HA work puts openraft's
-//! replicated log underneath without changing this file.
+//! state on every controller: the log is openraft's replicated log (`crate::raft`).
 //!
 //! Observed state (what agents last reported, leases as granted) is not here: it lives in the
 //! decision core's memory (`crate::decide`) and is rebuilt from the agents after a restart.
 
-pub mod store;
 
 use std::collections::BTreeMap;
 
