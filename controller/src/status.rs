@@ -144,7 +144,14 @@ mod tests {
         w.lease("a", 1);
         w.close("b");
         w.t += Duration::from_millis(500);
-        let view = build_status(w.d.desired(), Some(&w.d), "c1", true, w.now(), Duration::from_secs(2));
+        let view = build_status(
+            w.d.desired(),
+            Some(&w.d),
+            "c1",
+            true,
+            w.now(),
+            Duration::from_secs(2),
+        );
         let gv = view.group("g").unwrap();
         let ma = gv.member("a").unwrap();
         assert_eq!((ma.role, ma.health), (Role::Primary, Health::Green));
@@ -161,7 +168,14 @@ mod tests {
         assert_eq!((mc.role, mc.health), (Role::Replica, Health::Green));
 
         w.t += Duration::from_secs(3);
-        let view = build_status(w.d.desired(), Some(&w.d), "c1", true, w.now(), Duration::from_secs(2));
+        let view = build_status(
+            w.d.desired(),
+            Some(&w.d),
+            "c1",
+            true,
+            w.now(),
+            Duration::from_secs(2),
+        );
         let ma = view.group("g").unwrap().member("a").unwrap();
         assert_eq!(ma.health, Health::Unknown);
         assert!(

@@ -8,7 +8,6 @@
 //! Observed state (what agents last reported, leases as granted) is not here: it lives in the
 //! decision core's memory (`crate::decide`) and is rebuilt from the agents after a restart.
 
-
 use std::collections::BTreeMap;
 
 use dr_proto::domain::{
