@@ -32,6 +32,36 @@ pub enum SessionError {
     Refused { url: String, status: String },
     #[error("session with {url} ended: {reason}")]
     Ended { url: String, reason: String },
+    /// That controller does not lead the controller cluster (now); `leader` is where to go.
+    #[error("controller {url} does not decide: {message}")]
+    NotLeader {
+        url: String,
+        message: String,
+        leader: Option<String>,
+    },
+}
+
+/// Wait before trying the leader a controller named (or the next controller): short, since
+/// a leader change is the one time every agent must reconnect before its lease runs out.
+const NOT_LEADER_RETRY: Duration = Duration::from_millis(100);
+
+/// A refusal by a controller that does not lead, with the leader's URL if it named one.
+fn not_leader(url: &str, status: &tonic::Status) -> Option<SessionError> {
+    let hint = status
+        .metadata()
+        .get(dr_proto::LEADER_HINT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let message = status.message();
+    let refused = status.code() == tonic::Code::Unavailable
+        && (hint.is_some()
+            || message.contains("not the leader")
+            || message.contains("not deciding"));
+    refused.then(|| SessionError::NotLeader {
+        url: url.to_string(),
+        message: message.to_string(),
+        leader: hint,
+    })
 }
 
 pub struct Session {
@@ -48,14 +78,33 @@ impl Session {
     pub async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         let mut index = 0usize;
+        let mut next: Option<String> = None;
         loop {
-            let url = self.config.controllers[index % self.config.controllers.len()].clone();
+            let url = next.take().unwrap_or_else(|| {
+                self.config.controllers[index % self.config.controllers.len()].clone()
+            });
             let started = Instant::now();
             let result = self.once(&url).await;
             self.state.set_connected(None);
             self.state.set_link(None);
             if self.shutdown.is_cancelled() {
                 return;
+            }
+            if let Err(SessionError::NotLeader {
+                leader, message, ..
+            }) = &result
+            {
+                tracing::info!(%url, leader = ?leader, %message, "controller does not lead: moving on");
+                match leader {
+                    Some(l) if *l != url => next = Some(l.clone()),
+                    _ => index += 1,
+                }
+                let wait = NOT_LEADER_RETRY + NOT_LEADER_RETRY.mul_f64(fastrand::f64());
+                tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                continue;
             }
             match &result {
                 Err(SessionError::Refused { .. }) => {
@@ -74,7 +123,10 @@ impl Session {
                 () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            // Back off further only once every controller was tried: the next one may be fine.
+            if index.is_multiple_of(self.config.controllers.len()) {
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
         }
     }
 
@@ -127,9 +179,11 @@ impl Session {
         let response = client
             .session(ReceiverStream::new(rx))
             .await
-            .map_err(|status| SessionError::Refused {
-                url: url.to_string(),
-                status: format!("{}: {}", status.code(), status.message()),
+            .map_err(|status| {
+                not_leader(url, &status).unwrap_or_else(|| SessionError::Refused {
+                    url: url.to_string(),
+                    status: format!("{}: {}", status.code(), status.message()),
+                })
             })?;
         let mut inbound = response.into_inner();
         self.state
@@ -163,7 +217,10 @@ impl Session {
                     let message = match message {
                         Ok(Some(m)) => m,
                         Ok(None) => return Err(ended("controller closed the stream".into())),
-                        Err(status) => return Err(ended(format!("{}: {}", status.code(), status.message()))),
+                        Err(status) => {
+                            return Err(not_leader(url, &status)
+                                .unwrap_or_else(|| ended(format!("{}: {}", status.code(), status.message()))));
+                        }
                     };
                     match ControllerMessage::try_from(message) {
                         Ok(m) => self.handle(m, &tx),

@@ -582,11 +582,11 @@ name = "erlmcp"
         let base = "id = 'c1'\ndata_dir = 's'\n[[group]]\nname = 'g'\n";
         for (extra, key) in [
             (
-                "[cluster]\nelection_timeout_min_ms = 200\n",
+                "[cluster]\nelection_timeout_min_ms = 100\n",
                 "cluster.election_timeout_min_ms",
             ),
             (
-                "[cluster]\nelection_timeout_max_ms = 300\n",
+                "[cluster]\nelection_timeout_max_ms = 200\n",
                 "cluster.election_timeout_max_ms",
             ),
             ("[cluster]\nadvertise = 'ctl1:7400'\n", "cluster.advertise"),

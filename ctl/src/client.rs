@@ -1,10 +1,11 @@
-//! Connecting to a controller: try each configured address in turn; errors say what to check.
+//! Connecting to a controller: try each configured address in turn, then follow the controller
+//! cluster's leader; errors say what to check.
 
 use std::time::Duration;
 
-use dr_proto::MAX_MESSAGE_BYTES;
 use dr_proto::pb::admin_client::AdminClient;
 use dr_proto::tls::{TlsMaterial, host_of_url};
+use dr_proto::{MAX_MESSAGE_BYTES, pb};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::DrctlConfig;
@@ -28,7 +29,20 @@ fn chain(e: &dyn std::error::Error) -> String {
     msg
 }
 
+/// Connect to the first reachable configured controller, then to the controller cluster's
+/// leader if that one is not it (only the leader decides; any controller answers
+/// `controller status`). Without a known leader, stay: reads still work, actions say why not.
 pub async fn connect(config: &DrctlConfig) -> Result<Connected, CliError> {
+    connect_with(config, true).await
+}
+
+/// The first reachable configured controller, whether or not it leads (`controller status`
+/// shows that controller's own view).
+pub async fn connect_any(config: &DrctlConfig) -> Result<Connected, CliError> {
+    connect_with(config, false).await
+}
+
+async fn connect_with(config: &DrctlConfig, follow_leader: bool) -> Result<Connected, CliError> {
     let tls = match &config.tls {
         Some(paths) => Some(
             TlsMaterial::load(paths)
@@ -38,35 +52,19 @@ pub async fn connect(config: &DrctlConfig) -> Result<Connected, CliError> {
     };
     let mut failures = Vec::new();
     for url in &config.controllers {
-        let mut endpoint = match Endpoint::from_shared(url.clone()) {
-            Ok(e) => e
-                .connect_timeout(Duration::from_secs(3))
-                .timeout(Duration::from_secs(30)),
-            Err(e) => {
-                failures.push(format!("{url}: {e}"));
-                continue;
-            }
-        };
-        if let Some(tls) = &tls {
-            let domain = host_of_url(url).unwrap_or("localhost");
-            endpoint = match endpoint.tls_config(tls.client_config(domain)) {
-                Ok(e) => e,
-                Err(e) => {
-                    failures.push(format!("{url}: {}", chain(&e)));
-                    continue;
+        match dial(url, tls.as_ref()).await {
+            Ok(mut conn) => {
+                if follow_leader && let Some(leader) = leader_elsewhere(&mut conn).await {
+                    match dial(&leader, tls.as_ref()).await {
+                        Ok(l) => return Ok(l),
+                        Err(e) => tracing_free_note(&format!(
+                            "the leader {leader} is unreachable ({e}); using {url}"
+                        )),
+                    }
                 }
-            };
-        }
-        match endpoint.connect().await {
-            Ok(channel) => {
-                return Ok(Connected {
-                    admin: AdminClient::new(channel)
-                        .max_decoding_message_size(4 * MAX_MESSAGE_BYTES)
-                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                    url: url.clone(),
-                });
+                return Ok(conn);
             }
-            Err(e) => failures.push(format!("{url}: {}", chain(&e))),
+            Err(e) => failures.push(format!("{url}: {e}")),
         }
     }
     Err(CliError::failed(format!(
@@ -76,12 +74,54 @@ pub async fn connect(config: &DrctlConfig) -> Result<Connected, CliError> {
     )))
 }
 
+/// A note on stderr (never on stdout, which may be JSON).
+fn tracing_free_note(text: &str) {
+    eprintln!("drctl: {text}");
+}
+
+/// The leader's URL if the controller behind `conn` knows one that is not itself.
+async fn leader_elsewhere(conn: &mut Connected) -> Option<String> {
+    let s = conn
+        .admin
+        .controller_status(pb::ControllerStatusRequest {})
+        .await
+        .ok()?
+        .into_inner();
+    (!s.answered_by_leader && !s.leader_addr.is_empty() && s.leader_addr != conn.url)
+        .then_some(s.leader_addr)
+}
+
+async fn dial(url: &str, tls: Option<&TlsMaterial>) -> Result<Connected, String> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(30));
+    if let Some(tls) = tls {
+        let domain = host_of_url(url).unwrap_or("localhost");
+        endpoint = endpoint
+            .tls_config(tls.client_config(domain))
+            .map_err(|e| chain(&e))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| chain(&e))?;
+    Ok(Connected {
+        admin: AdminClient::new(channel)
+            .max_decoding_message_size(4 * MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        url: url.to_string(),
+    })
+}
+
 /// Turn a gRPC status into an operator-facing error.
 pub fn status_error(url: &str, s: tonic::Status) -> CliError {
     use tonic::Code;
     let hint = match s.code() {
         Code::Unauthenticated | Code::PermissionDenied => {
             " (check the certificate in [tls] of your drctl config)"
+        }
+        Code::Unavailable
+            if s.message().contains("not the leader") || s.message().contains("not deciding") =>
+        {
+            ""
         }
         Code::Unavailable => " (is the controller running and reachable?)",
         _ => "",

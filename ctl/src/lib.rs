@@ -5,6 +5,7 @@ pub mod actions;
 pub mod backups;
 pub mod client;
 pub mod config;
+pub mod controllers;
 pub mod demo;
 pub mod error;
 pub mod history;

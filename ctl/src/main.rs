@@ -11,7 +11,7 @@ use dr_proto::pb;
 use drctl::config::{self, DrctlConfig};
 use drctl::error::{CliError, CliResult};
 use drctl::output::Format;
-use drctl::{actions, backups, client, demo, history, pki, status, streams};
+use drctl::{actions, backups, client, controllers, demo, history, pki, status, streams};
 
 #[derive(Parser)]
 #[command(
@@ -171,6 +171,11 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
+    /// The controller cluster: status, add and remove controllers, back up its state.
+    Controller {
+        #[command(subcommand)]
+        command: ControllerCmd,
+    },
     /// Certificates for controllers, agents and people.
     Pki {
         #[command(subcommand)]
@@ -202,6 +207,30 @@ enum Cmd {
         /// Seconds to wait for every member to turn green.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ControllerCmd {
+    /// Every controller: membership, leader, term, last applied entry, lag behind the leader.
+    Status {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Add a controller (started with `join = true` in [cluster]): as a learner until it has
+    /// caught up, then as a voter.
+    Add {
+        /// Its id (`id` in its config; its certificate is controller:ID).
+        id: String,
+        /// The gRPC URL its peers reach it at, e.g. https://ctl4.example.net:7400.
+        addr: String,
+    },
+    /// Remove a controller from the cluster.
+    Remove {
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
     },
 }
 
@@ -384,6 +413,18 @@ async fn run(cli: Cli) -> CliResult {
         } => {
             let mut conn = client::connect(&load_config(&cli)?).await?;
             streams::diag(&mut conn, group, host, *log_mib, out).await
+        }
+        Cmd::Controller { command } => {
+            let config = load_config(&cli)?;
+            let mut conn = match command {
+                ControllerCmd::Status { .. } => client::connect_any(&config).await?,
+                _ => client::connect(&config).await?,
+            };
+            match command {
+                ControllerCmd::Status { output } => controllers::status(&mut conn, *output).await,
+                ControllerCmd::Add { id, addr } => controllers::add(&mut conn, id, addr).await,
+                ControllerCmd::Remove { id, yes } => controllers::remove(&mut conn, id, *yes).await,
+            }
         }
         Cmd::Backup { command } => {
             let mut conn = client::connect(&load_config(&cli)?).await?;

@@ -34,9 +34,9 @@ impl Default for ClusterSettings {
         ClusterSettings {
             initial_members: Vec::new(),
             join: false,
-            heartbeat: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(400),
-            election_timeout_max: Duration::from_millis(800),
+            heartbeat: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(250),
+            election_timeout_max: Duration::from_millis(500),
             snapshot_every: 1000,
         }
     }

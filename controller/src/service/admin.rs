@@ -13,6 +13,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::admin_backup;
+use super::admin_cluster;
 use super::auth::authorize;
 use super::runtime::Shared;
 use crate::decide::{ActionReply, OperatorRequest, ReplyError};
@@ -360,5 +361,40 @@ impl Admin for AdminService {
             Duration::from_secs(60),
         )
         .await
+    }
+
+    async fn controller_status(
+        &self,
+        request: Request<pb::ControllerStatusRequest>,
+    ) -> Result<Response<pb::ControllerStatusResponse>, Status> {
+        authorize(&request, Permission::Read, self.shared.insecure_dev)?;
+        Ok(Response::new(admin_cluster::status(&self.shared.raft)))
+    }
+
+    async fn add_controller(
+        &self,
+        request: Request<pb::AddControllerRequest>,
+    ) -> Result<Response<pb::ControllerStatusResponse>, Status> {
+        authorize(&request, Permission::Operate, self.shared.insecure_dev)?;
+        let r = request.into_inner();
+        admin_cluster::add(&self.shared.raft, &r.id, &r.addr).await?;
+        Ok(Response::new(admin_cluster::status(&self.shared.raft)))
+    }
+
+    async fn remove_controller(
+        &self,
+        request: Request<pb::RemoveControllerRequest>,
+    ) -> Result<Response<pb::ControllerStatusResponse>, Status> {
+        authorize(&request, Permission::Operate, self.shared.insecure_dev)?;
+        admin_cluster::remove(&self.shared.raft, &request.into_inner().id).await?;
+        Ok(Response::new(admin_cluster::status(&self.shared.raft)))
+    }
+
+    async fn controller_snapshot(
+        &self,
+        request: Request<pb::ControllerSnapshotRequest>,
+    ) -> Result<Response<pb::ControllerSnapshotResponse>, Status> {
+        authorize(&request, Permission::Operate, self.shared.insecure_dev)?;
+        Ok(Response::new(admin_cluster::snapshot(&self.shared.raft)?))
     }
 }

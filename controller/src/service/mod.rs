@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_backup;
+pub mod admin_cluster;
 pub mod agent_session;
 pub mod auth;
 pub mod lb;

@@ -236,8 +236,28 @@ fn toml_list(items: &[String]) -> String {
     )
 }
 
+/// `[cluster]` of a demo controller: advertised at its loopback URL; with several
+/// controllers, every one lists them all (they form the cluster together at first start).
+fn cluster_toml(plan: &DemoPlan, c: &ControllerPlan) -> String {
+    let mut out = format!(
+        "[cluster]\nadvertise = {}\n",
+        toml_str(&format!("https://{}", c.grpc))
+    );
+    if plan.controllers.len() > 1 {
+        for m in &plan.controllers {
+            out.push_str(&format!(
+                "\n[[cluster.member]]\nid = {}\naddr = {}\n",
+                toml_str(&m.id),
+                toml_str(&format!("https://{}", m.grpc))
+            ));
+        }
+    }
+    out
+}
+
 pub fn controller_toml(plan: &DemoPlan, c: &ControllerPlan) -> String {
     let pki = plan.pki_dir();
+    let cluster = cluster_toml(plan, c);
     format!(
         "# erlmcp-dr demo controller (written by drctl demo)\n\
 id = {id}\n\
@@ -245,6 +265,7 @@ listen = {grpc}\n\
 http_listen = {http}\n\
 data_dir = {data}\n\
 \n\
+{cluster}\n\
 [tls]\n\
 ca = {ca}\n\
 cert = {cert}\n\

@@ -209,10 +209,10 @@ pub async fn run(args: DemoArgs) -> CliResult {
     if args.hosts == 0 || args.hosts > 16 {
         return Err(CliError::config("--hosts must be between 1 and 16"));
     }
-    if args.controllers != 1 {
+    if !matches!(args.controllers, 1 | 3 | 5) {
         return Err(CliError::config(
-            "--controllers: this build runs a single controller; the Raft-replicated \
-             controller cluster is not part of it yet",
+            "--controllers must be 1, 3 or 5 (a Raft cluster of an even size tolerates no more \
+             failures than one controller fewer)",
         ));
     }
     let live = running(&dir);
@@ -349,9 +349,10 @@ async fn start_everything(
     haproxy_bin: Option<&Path>,
     ctl_config: &DrctlConfig,
 ) -> CliResult {
+    let mut pids = Vec::new();
     for c in &plan.controllers {
         std::fs::create_dir_all(&c.dir).map_err(|e| io("cannot create", &c.dir, e))?;
-        let pid = spawn(
+        pids.push(spawn(
             &bins.controller,
             &[
                 "run".into(),
@@ -360,9 +361,16 @@ async fn start_everything(
             ],
             &c.log(),
             &c.pid_file(),
-        )?;
-        wait_controller(ctl_config, pid, &c.log()).await?;
+        )?);
     }
+    for (c, pid) in plan.controllers.iter().zip(pids) {
+        let one = DrctlConfig {
+            controllers: vec![format!("https://{}", c.grpc)],
+            ..ctl_config.clone()
+        };
+        wait_controller(&one, pid, &c.log()).await?;
+    }
+    wait_leader(ctl_config).await?;
     for h in &plan.hosts {
         let agent_cfg = h.agent_config();
         // The stand-in is started exactly as its agent would start it.
@@ -437,6 +445,28 @@ async fn wait_controller(config: &DrctlConfig, pid: u32, log: &Path) -> CliResul
                 log.display(),
                 tail(log, 20)
             )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Until a controller leads with a quorum (at once with one controller; an election with more).
+async fn wait_leader(config: &DrctlConfig) -> CliResult {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut conn) = client::connect(config).await
+            && let Ok(s) = conn
+                .admin
+                .controller_status(dr_proto::pb::ControllerStatusRequest {})
+                .await
+            && s.get_ref().deciding
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::failed(
+                "no controller leads after 20 s: see the controllers' logs and `drctl controller status`",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -1,4 +1,5 @@
-//! A whole installation under test: certificates, one controller, N agents each managing an
+//! A whole installation under test: certificates, one or more controllers (a Raft cluster),
+//! N agents each managing an
 //! `erlmcp-standin`, laid out exactly like `drctl demo` (it reuses drctl's layout code) but on
 //! kernel-picked ports in a temp dir, with every process killed on drop.
 
@@ -19,6 +20,11 @@ use super::wait::wait_until;
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
     pub hosts: usize,
+    /// Controllers (1, 3 or 5): with more than one they form a Raft cluster.
+    pub controllers: usize,
+    /// Further controllers, configured with `join = true` and not started (for
+    /// `drctl controller add`): they follow the first `controllers` in `plan.controllers`.
+    pub joiners: usize,
     /// TOML appended to the controller config; must start with a table header
     /// (e.g. `[thresholds.queue_depth]`).
     pub controller_extra: String,
@@ -41,6 +47,8 @@ impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             hosts: 3,
+            controllers: 1,
+            joiners: 0,
             controller_extra: String::new(),
             agent_extra: String::new(),
             wait_green: true,
@@ -55,7 +63,8 @@ impl Default for ClusterOptions {
 pub struct Cluster {
     pub bins: Bins,
     pub plan: DemoPlan,
-    pub controller: Option<Daemon>,
+    /// Per controller (same order as `plan.controllers`): its process, if running.
+    pub controllers: Vec<Option<Daemon>>,
     pub agents: Vec<Option<Daemon>>,
     pub haproxy: Option<Daemon>,
     /// Per host: its network namespace, if it has one.
@@ -76,7 +85,13 @@ impl Cluster {
                 "haproxy is not installed (tests/run.sh installs it)"
             );
         }
-        let mut plan = DemoPlan::new(dir.path(), options.hosts, 1, options.haproxy, false)?;
+        let mut plan = DemoPlan::new(
+            dir.path(),
+            options.hosts,
+            options.controllers + options.joiners,
+            options.haproxy,
+            false,
+        )?;
         let mut netns: Vec<Option<NetNs>> = plan.hosts.iter().map(|_| None).collect();
         for &i in &options.netns_hosts {
             let ns = NetNs::create()?;
@@ -90,9 +105,10 @@ impl Cluster {
             let c = &mut plan.controllers[0];
             c.grpc = std::net::SocketAddr::from(([0, 0, 0, 0], c.grpc.port()));
         }
+        let controller_ids: Vec<String> = plan.controllers.iter().map(|c| c.id.clone()).collect();
         let pki = PkiPlan {
             dir: plan.pki_dir(),
-            controllers: names("controller", &["ctl1".into()])
+            controllers: names("controller", &controller_ids)
                 .map_err(|e| anyhow::anyhow!(e.message))?,
             controller_sans: vec!["localhost".into(), "127.0.0.1".into()],
             agents: names(
@@ -111,20 +127,36 @@ impl Cluster {
             force: false,
         };
         pki_init(&pki).map_err(|e| anyhow::anyhow!(e.message))?;
-        let c = &plan.controllers[0];
-        std::fs::create_dir_all(&c.dir)?;
-        std::fs::write(
-            c.config(),
-            format!(
-                "{}\n[backup]\n{}\n{}\n",
-                layout::controller_toml(&plan, c),
-                options
-                    .backup_schedule
-                    .as_deref()
-                    .unwrap_or("full_every_s = 0\nincremental_every_s = 0\ndrill_every_s = 0"),
-                options.controller_extra
-            ),
-        )?;
+        // the initial members list only the first `controllers`; a joiner lists none
+        let founders = DemoPlan {
+            controllers: plan.controllers[..options.controllers].to_vec(),
+            ..plan.clone()
+        };
+        for (i, c) in plan.controllers.iter().enumerate() {
+            std::fs::create_dir_all(&c.dir)?;
+            let base = if i < options.controllers {
+                layout::controller_toml(&founders, c)
+            } else {
+                let alone = DemoPlan {
+                    controllers: vec![c.clone()],
+                    ..plan.clone()
+                };
+                layout::controller_toml(&alone, c)
+                    .replace("[cluster]\n", "[cluster]\njoin = true\n")
+            };
+            std::fs::write(
+                c.config(),
+                format!(
+                    "{}\n[backup]\n{}\n{}\n",
+                    base,
+                    options
+                        .backup_schedule
+                        .as_deref()
+                        .unwrap_or("full_every_s = 0\nincremental_every_s = 0\ndrill_every_s = 0"),
+                    options.controller_extra
+                ),
+            )?;
+        }
         let grpc_port = plan.controllers[0].grpc.port();
         // the controller listens everywhere (config written above); everyone else dials loopback
         plan.controllers[0].grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
@@ -174,14 +206,17 @@ impl Cluster {
         let mut cluster = Cluster {
             bins,
             agents: plan.hosts.iter().map(|_| None).collect(),
+            controllers: plan.controllers.iter().map(|_| None).collect(),
             plan,
-            controller: None,
             haproxy: None,
             netns,
             options,
             dir,
         };
-        cluster.start_controller().await?;
+        for i in 0..cluster.options.controllers {
+            cluster.spawn_controller(i)?;
+        }
+        cluster.wait_controllers().await?;
         for i in 0..cluster.plan.hosts.len() {
             cluster.start_standin(i)?;
             cluster.start_agent(i)?;
@@ -298,11 +333,11 @@ impl Cluster {
         self.plan.drctl_config()
     }
 
-    /// Start (or restart) the controller and wait until it answers `Status`.
-    pub async fn start_controller(&mut self) -> anyhow::Result<()> {
-        let c = self.plan.controllers[0].clone();
+    /// Start controller `i` (its process only).
+    pub fn spawn_controller(&mut self, i: usize) -> anyhow::Result<()> {
+        let c = self.plan.controllers[i].clone();
         let d = Daemon::spawn(
-            "controller",
+            &format!("controller {}", c.id),
             &self.bins.controller(),
             &[
                 "run".into(),
@@ -311,20 +346,99 @@ impl Cluster {
             ],
             &c.log(),
         )?;
-        self.controller = Some(d);
-        let this = &*self;
+        self.controllers[i] = Some(d);
+        Ok(())
+    }
+
+    /// Until a controller leads with a quorum and answers `Status`.
+    pub async fn wait_controllers(&self) -> anyhow::Result<()> {
         wait_until(
-            "the controller to answer",
+            "a controller to lead and answer",
             Duration::from_secs(20),
-            || async move { this.status().ok() },
+            || async move {
+                self.controller_status()
+                    .ok()
+                    .filter(|s| s["deciding"] == true)
+                    .and_then(|_| self.status().ok())
+            },
         )
         .await?;
         Ok(())
     }
 
-    /// SIGTERM the controller and wait for it to exit.
+    /// Start (or restart) the first controller and wait until one leads.
+    pub async fn start_controller(&mut self) -> anyhow::Result<()> {
+        self.spawn_controller(0)?;
+        self.wait_controllers().await
+    }
+
+    /// SIGTERM the first controller and wait for it to exit.
     pub fn stop_controller(&mut self) -> Option<std::process::ExitStatus> {
-        self.controller.take()?.terminate(Duration::from_secs(10))
+        self.controllers[0]
+            .take()?
+            .terminate(Duration::from_secs(10))
+    }
+
+    /// SIGKILL controller `i`.
+    pub fn kill_controller(&mut self, i: usize) {
+        if let Some(mut d) = self.controllers[i].take() {
+            d.kill();
+        }
+    }
+
+    /// `drctl` against controller `i` only (its own config file, one address).
+    pub fn drctl_at(&self, i: usize, args: &[&str]) -> Output {
+        let text = std::fs::read_to_string(self.drctl_config()).expect("drctl config");
+        let url = format!("https://{}", self.plan.controllers[i].grpc);
+        let one: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("controllers = ") {
+                    format!("controllers = [\"{url}\"]")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = self
+            .dir()
+            .join(format!("drctl-{}.toml", self.plan.controllers[i].id));
+        std::fs::write(&path, one).expect("write drctl config");
+        Command::new(self.bins.drctl())
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("drctl runs")
+    }
+
+    /// `drctl controller status -o json` as the deciding leader answers it (else as the first
+    /// running controller that answers).
+    pub fn controller_status(&self) -> anyhow::Result<serde_json::Value> {
+        let mut first = None;
+        let mut errors = Vec::new();
+        for i in (0..self.controllers.len()).filter(|i| self.controllers[*i].is_some()) {
+            let out = self.drctl_at(i, &["controller", "status", "-o", "json"]);
+            if !out.status.success() {
+                errors.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            if v["answered_by_leader"] == true && v["deciding"] == true {
+                return Ok(v);
+            }
+            first.get_or_insert(v);
+        }
+        first.ok_or_else(|| anyhow::anyhow!("no controller answered: {}", errors.join("; ")))
+    }
+
+    /// The index of the controller that leads now (per `drctl controller status`).
+    pub fn leader(&self) -> Option<usize> {
+        let s = self.controller_status().ok()?;
+        let name = s["leader"].as_str()?;
+        self.plan.controllers.iter().position(|c| c.id == name)
     }
 
     pub fn start_agent(&mut self, i: usize) -> anyhow::Result<()> {
@@ -422,7 +536,7 @@ impl Cluster {
     }
 
     fn logs(&self) -> Vec<PathBuf> {
-        let mut v = vec![self.plan.controllers[0].log()];
+        let mut v: Vec<PathBuf> = self.plan.controllers.iter().map(|c| c.log()).collect();
         if let Some(h) = &self.plan.haproxy {
             v.push(h.log());
         }
@@ -461,7 +575,7 @@ impl Drop for Cluster {
                 let _ = signal(pid, Sig::Kill);
             }
         }
-        if let Some(c) = self.controller.as_mut() {
+        for c in self.controllers.iter_mut().flatten() {
             c.kill();
         }
         if let Some(h) = self.haproxy.as_mut() {
