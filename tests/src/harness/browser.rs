@@ -34,10 +34,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// `chromium` on PATH (Debian's package; tests/run.sh installs it), or None.
 pub fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("chromium"))
-        .find(|p| p.is_file())
+    super::bins::on_path("chromium")
 }
 
 /// Where tests leave files for humans (screenshots): `target/test-artifacts/`, or
