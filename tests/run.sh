@@ -15,6 +15,8 @@ declare -A PACKAGES=(
   [erl]=erlang-base      # a real Erlang/OTP node for the Erlang probe (erl, erlc, epmd)
   [zstd]=zstd            # the human restore path: zstd -dc | tar -x
   [promtool]=prometheus  # promtool check rules deploy/prometheus/alerts.yml
+  [systemd-analyze]=systemd  # systemd-analyze verify deploy/systemd/*.service
+  [chromium]=chromium    # headless browser for the dashboard test (screenshots in target/test-artifacts)
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do

@@ -5,10 +5,9 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use dr_proto::domain::{BackupRecord, DrillOutcome, RestoreOutcome, VerifyOutcome};
+use dr_proto::domain::{BackupListView, BackupRecord, DrillOutcome, RestoreOutcome, VerifyOutcome};
 use dr_proto::pb;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
 
 use crate::actions::confirm;
 use crate::client::{Connected, status_error};
@@ -208,37 +207,6 @@ pub async fn create(
     }
 }
 
-#[derive(Serialize)]
-struct ListJson {
-    group: String,
-    backups: Vec<EntryJson>,
-    last_drill: Option<DrillJson>,
-}
-
-#[derive(Serialize)]
-struct EntryJson {
-    id: String,
-    kind: String,
-    host: String,
-    created_at_unix_ms: u64,
-    parent: Option<String>,
-    size_bytes: u64,
-    files: u64,
-    bytes: u64,
-    duration_ms: u64,
-    verified: Option<bool>,
-    last_drill_at_unix_ms: Option<u64>,
-    last_drill_ok: Option<bool>,
-}
-
-#[derive(Serialize)]
-struct DrillJson {
-    at_unix_ms: u64,
-    ok: bool,
-    detail: String,
-    last_good_at_unix_ms: Option<u64>,
-}
-
 pub async fn list(conn: &mut Connected, group: &str, format: Format) -> CliResult {
     let r = conn
         .admin
@@ -253,37 +221,11 @@ pub async fn list(conn: &mut Connected, group: &str, format: Format) -> CliResul
 }
 
 pub fn render_list(group: &str, r: &pb::BackupListResponse, format: Format) -> String {
-    let last_drill = r.last_drill_at_unix_ms.map(|at| DrillJson {
-        at_unix_ms: at,
-        ok: r.last_drill_ok.unwrap_or(false),
-        detail: r.last_drill_detail.clone(),
-        last_good_at_unix_ms: r.last_good_drill_at_unix_ms,
-    });
+    let view = BackupListView::from_wire(group, r);
     if format == Format::Json {
-        let j = ListJson {
-            group: group.into(),
-            backups: r
-                .entries
-                .iter()
-                .map(|e| EntryJson {
-                    id: e.id.clone(),
-                    kind: e.kind.clone(),
-                    host: e.host.clone(),
-                    created_at_unix_ms: e.created_at_unix_ms,
-                    parent: (!e.parent.is_empty()).then(|| e.parent.clone()),
-                    size_bytes: e.size_bytes,
-                    files: e.files,
-                    bytes: e.bytes,
-                    duration_ms: e.duration_ms,
-                    verified: e.verified,
-                    last_drill_at_unix_ms: e.last_drill_at_unix_ms,
-                    last_drill_ok: e.last_drill_ok,
-                })
-                .collect(),
-            last_drill,
-        };
-        return serde_json::to_string_pretty(&j).unwrap_or_default() + "\n";
+        return serde_json::to_string_pretty(&view).unwrap_or_default() + "\n";
     }
+    let last_drill = view.last_drill;
     let colors = Colors::detect();
     let mut out = String::new();
     if r.entries.is_empty() {

@@ -1,9 +1,8 @@
 //! drctl read commands about the past: `history` (role changes and incidents) and `incident`
 //! (one incident, or its post-incident review in Markdown — the runbook's "Post-IR").
 
-use dr_proto::domain::{Incident, RoleChange};
+use dr_proto::domain::{HistoryView, Incident, RoleChange};
 use dr_proto::pb;
-use serde::Serialize;
 
 use crate::client::{Connected, status_error};
 use crate::error::{CliError, CliResult};
@@ -30,12 +29,6 @@ fn humantime_fmt(ms: u64) -> String {
 fn secs(ms: Option<u64>) -> String {
     ms.map(|m| format!("{:.1} s", m as f64 / 1000.0))
         .unwrap_or_else(|| "-".into())
-}
-
-#[derive(Serialize)]
-struct HistoryJson {
-    role_changes: Vec<RoleChange>,
-    incidents: Vec<Incident>,
 }
 
 pub async fn history(
@@ -74,7 +67,7 @@ pub async fn history(
     match format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&HistoryJson {
+            serde_json::to_string_pretty(&HistoryView {
                 role_changes: changes,
                 incidents
             })

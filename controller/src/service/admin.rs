@@ -125,13 +125,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         authorize(&request, Permission::Read, self.shared.insecure_dev)?;
         let wanted = request.into_inner().group;
-        let mut view = self.shared.status().await?;
-        if !wanted.is_empty() {
-            view.groups.retain(|g| g.name.as_str() == wanted);
-            if view.groups.is_empty() {
-                return Err(Status::not_found(format!("no group named `{wanted}`")));
-            }
-        }
+        let view = self.shared.status_of(&wanted).await?;
         Ok(Response::new(view.into()))
     }
 

@@ -69,6 +69,8 @@ pub(crate) enum Input {
         id: IncidentId,
         reply: oneshot::Sender<Option<Incident>>,
     },
+    /// Every open incident, newest first (the dashboard).
+    OpenIncidents(oneshot::Sender<Vec<Incident>>),
     Metrics(oneshot::Sender<String>),
     Catalog {
         group: GroupName,
@@ -149,6 +151,19 @@ impl Shared {
         rx.await.map_err(|_| gone())
     }
 
+    /// The status of every group, or of `group` only (empty: every group); NotFound for a group
+    /// nobody configured. drctl (over gRPC) and the JSON API both answer with this.
+    pub async fn status_of(&self, group: &str) -> Result<StatusView, Status> {
+        let mut view = self.status().await?;
+        if !group.is_empty() {
+            view.groups.retain(|g| g.name.as_str() == group);
+            if view.groups.is_empty() {
+                return Err(Status::not_found(format!("no group named `{group}`")));
+            }
+        }
+        Ok(view)
+    }
+
     pub async fn history(
         &self,
         group: Option<GroupName>,
@@ -167,6 +182,14 @@ impl Shared {
     pub async fn incident(&self, id: IncidentId) -> Result<Option<Incident>, Status> {
         let (reply, rx) = oneshot::channel();
         self.send(Input::Incident { id, reply }).await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Every open incident of every group, newest first (however old: an incident stays open
+    /// until it is resolved, so a history limit could hide it).
+    pub async fn open_incidents(&self) -> Result<Vec<Incident>, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::OpenIncidents(reply)).await?;
         rx.await.map_err(|_| gone())
     }
 
@@ -477,6 +500,18 @@ impl Runtime {
             }
             Input::Incident { id, reply } => {
                 let _ = reply.send(self.with_state(|s| s.incidents.get(&id).cloned()));
+            }
+            Input::OpenIncidents(reply) => {
+                let open = self
+                    .decider
+                    .desired()
+                    .incidents
+                    .values()
+                    .rev()
+                    .filter(|i| i.is_open())
+                    .cloned()
+                    .collect();
+                let _ = reply.send(open);
             }
             Input::Metrics(reply) => {
                 let view = self.status_view();

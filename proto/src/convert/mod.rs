@@ -5,6 +5,7 @@ mod health;
 mod incident;
 mod session;
 mod status;
+mod views;
 
 use crate::domain::{GroupName, HostName, NameError};
 

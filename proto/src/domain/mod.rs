@@ -7,6 +7,7 @@ mod names;
 mod roles;
 mod session;
 mod status;
+mod views;
 
 pub use backup::{
     BackupKind, BackupRecord, DrillOutcome, RestoreOutcome, RetentionOutcome, VerifyOutcome,
@@ -26,3 +27,4 @@ pub use session::{
     LeaseGrant, LeaseRelease, LeaseRequest, ReportAck, UpdateKind, Welcome,
 };
 pub use status::{GroupView, MemberView, StatusView};
+pub use views::{BackupEntryView, BackupListView, DrillView, HistoryView};

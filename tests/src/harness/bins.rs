@@ -56,8 +56,13 @@ impl Bins {
 
 /// `haproxy` on PATH, or None.
 pub fn haproxy() -> Option<PathBuf> {
+    on_path("haproxy")
+}
+
+/// The program `name` as the shell would find it on PATH, or None.
+pub fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|d| d.join("haproxy"))
+        .map(|d| d.join(name))
         .find(|p: &PathBuf| Path::is_file(p))
 }

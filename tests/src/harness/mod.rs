@@ -5,6 +5,7 @@
 //! (`target/debug`). Build them first: `cargo build --workspace --bins` (tests/run.sh does).
 
 pub mod bins;
+pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
