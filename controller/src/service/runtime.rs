@@ -502,15 +502,14 @@ impl Runtime {
                 let _ = reply.send(self.with_state(|s| s.incidents.get(&id).cloned()));
             }
             Input::OpenIncidents(reply) => {
-                let open = self
-                    .decider
-                    .desired()
-                    .incidents
-                    .values()
-                    .rev()
-                    .filter(|i| i.is_open())
-                    .cloned()
-                    .collect();
+                let open = self.with_state(|s| {
+                    s.incidents
+                        .values()
+                        .rev()
+                        .filter(|i| i.is_open())
+                        .cloned()
+                        .collect()
+                });
                 let _ = reply.send(open);
             }
             Input::Metrics(reply) => {
