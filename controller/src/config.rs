@@ -11,6 +11,8 @@ use dr_proto::domain::{GroupName, HostName};
 use dr_proto::tls::TlsPaths;
 use serde::Deserialize;
 
+use dr_backup::store::{S3Options, S3Section, StoreOptions, StoreUrl};
+
 use crate::classify::Thresholds;
 use crate::decide::Settings;
 use crate::raft::ControllerNode;
@@ -118,6 +120,11 @@ pub struct BackupSchedule {
     pub timeout_s: u64,
     /// The recovery point objective: exported so alerts can compare the backup age with it.
     pub rpo_target_s: u64,
+    /// Where the leader writes snapshots of the controller state (with the incremental
+    /// cadence, or `full_every_s` if incrementals are off). Absent: only on demand.
+    pub controller_store: Option<String>,
+    /// `[backup.s3]` for an s3:// controller store (the agent's keys).
+    pub s3: Option<S3Section>,
 }
 
 impl Default for BackupSchedule {
@@ -133,6 +140,8 @@ impl Default for BackupSchedule {
             restore_watch_s: d.restore_watch.as_secs(),
             timeout_s: d.backup_timeout.as_secs(),
             rpo_target_s: 1800,
+            controller_store: None,
+            s3: None,
         }
     }
 }
@@ -249,6 +258,22 @@ pub struct GroupConfig {
     pub smoke_url: Option<String>,
 }
 
+/// A secret from a file only its owner may read (S3 keys): trimmed, never logged.
+fn read_secret(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {:o}): chmod 600 it",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
@@ -265,6 +290,10 @@ pub struct ControllerConfig {
     pub notify: NotifySettings,
     /// Seconds: the backup age alerts compare with.
     pub rpo_target_s: u64,
+    /// Where the controller state is backed up (see [`BackupSchedule::controller_store`]).
+    pub controller_store: Option<String>,
+    /// Options for opening an s3:// store (from `[backup.s3]`).
+    pub store_options: StoreOptions,
     /// This controller as the controller cluster knows it (name and advertised URL).
     pub node: ControllerNode,
     pub cluster: ClusterSettings,
@@ -433,6 +462,20 @@ impl ControllerConfig {
                 "must be at least 100",
             ));
         }
+        let store_options = StoreOptions {
+            s3: match raw.backup.s3.clone() {
+                Some(s3) => s3
+                    .options(|p| read_secret(&config_file::resolve(file, p)))
+                    .map_err(|e| {
+                        ConfigError::key(file, format!("backup.s3.{}", e.key), e.message)
+                    })?,
+                None => S3Options::default(),
+            },
+        };
+        if let Some(url) = &raw.backup.controller_store {
+            StoreUrl::parse(url)
+                .map_err(|e| ConfigError::key(file, "backup.controller_store", e.to_string()))?;
+        }
         let (node, cluster) = cluster::validate(
             file,
             raw.cluster,
@@ -484,6 +527,8 @@ impl ControllerConfig {
             },
             thresholds: raw.thresholds,
             rpo_target_s: raw.backup.rpo_target_s,
+            controller_store: raw.backup.controller_store.clone(),
+            store_options,
             notify: NotifySettings {
                 receivers: raw
                     .notify

@@ -15,4 +15,5 @@ pub mod raft;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod state_backup;
 pub mod status;

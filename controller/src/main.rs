@@ -21,6 +21,28 @@ enum Command {
     Run(ConfigArgs),
     /// Load and check the config (and its TLS files), then exit: 0 good, 2 bad.
     CheckConfig(ConfigArgs),
+    /// Losing every controller: bootstrap a new single-node controller cluster in this
+    /// config's data_dir from a controller-state backup (`drctl controller backup`). Add the
+    /// other controllers afterwards with `drctl controller add`.
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The backup store (default: `controller_store` in [backup]).
+    #[arg(long)]
+    store: Option<String>,
+    /// A snapshot id (default: the newest).
+    #[arg(long)]
+    snapshot: Option<String>,
+    /// List the snapshots in the store and exit.
+    #[arg(long)]
+    list: bool,
+    /// Move an existing state in data_dir aside (kept) instead of refusing.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args)]
@@ -33,6 +55,8 @@ struct ConfigArgs {
     #[arg(long)]
     insecure_dev: bool,
 }
+
+mod restore;
 
 fn init_tracing() {
     use std::io::IsTerminal;
@@ -73,6 +97,7 @@ fn main() -> ExitCode {
     let (args, run) = match &cli.command {
         Command::Run(a) => (a, true),
         Command::CheckConfig(a) => (a, false),
+        Command::Restore(r) => (&r.config, true),
     };
     let (config, tls) = match load(args) {
         Ok(x) => x,
@@ -102,7 +127,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run_controller(config, tls, args.insecure_dev)) {
+    let work = async {
+        match &cli.command {
+            Command::Restore(r) => {
+                restore::run(
+                    config,
+                    r.store.as_deref(),
+                    r.snapshot.as_deref(),
+                    r.list,
+                    r.force,
+                )
+                .await
+            }
+            _ => run_controller(config, tls, args.insecure_dev).await,
+        }
+    };
+    match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dr-controller: {e:#}");

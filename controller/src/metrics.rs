@@ -47,6 +47,8 @@ pub struct ControllerFacts {
     pub incidents_open: Vec<(dr_proto::domain::GroupName, u64)>,
     pub backups: Vec<BackupFacts>,
     pub rpo_target_s: u64,
+    /// When this controller last wrote a scheduled backup of the controller state.
+    pub controller_backup_unix_s: Option<f64>,
 }
 
 /// What the catalog says about a group's backups and drills.
@@ -235,6 +237,18 @@ pub fn render(view: &StatusView, facts: &ControllerFacts) -> String {
         &[],
         facts.rpo_target_s as f64,
     );
+    f.header(
+        "erlmcp_dr_controller_backup_last_success_timestamp_seconds",
+        "gauge",
+        "When this controller last wrote a scheduled backup of the controller state.",
+    );
+    if let Some(t) = facts.controller_backup_unix_s {
+        f.sample(
+            "erlmcp_dr_controller_backup_last_success_timestamp_seconds",
+            &[],
+            t,
+        );
+    }
     f.header(
         "erlmcp_dr_incidents_open",
         "gauge",

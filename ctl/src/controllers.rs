@@ -152,3 +152,44 @@ pub async fn remove(conn: &mut Connected, id: &str, yes: bool) -> CliResult {
     print!("{}", render(&ClusterJson::from(s), Format::Table));
     Ok(())
 }
+
+/// `drctl controller backup -o json`.
+#[derive(Debug, Serialize)]
+pub struct BackupJson {
+    pub id: String,
+    pub store: String,
+    pub last_applied: u64,
+    pub taken_by: String,
+    pub groups: u64,
+}
+
+pub async fn backup(conn: &mut Connected, store: Option<&str>, format: Format) -> CliResult {
+    let r = conn
+        .admin
+        .controller_backup(pb::ControllerBackupRequest {
+            store: store.unwrap_or_default().to_string(),
+        })
+        .await
+        .map_err(|e| status_error(&conn.url, e))?
+        .into_inner();
+    let j = BackupJson {
+        id: r.id,
+        store: r.store,
+        last_applied: r.last_applied,
+        taken_by: r.taken_by,
+        groups: r.groups,
+    };
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+    } else {
+        println!(
+            "controller state backed up: {} in {} ({} group(s), log index {}, taken by {})",
+            j.id, j.store, j.groups, j.last_applied, j.taken_by
+        );
+        println!(
+            "restore it on a new controller host with: dr-controller restore --config FILE --store {} --snapshot {}",
+            j.store, j.id
+        );
+    }
+    Ok(())
+}

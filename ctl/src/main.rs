@@ -232,6 +232,15 @@ enum ControllerCmd {
         #[arg(long, short)]
         yes: bool,
     },
+    /// Write a consistent snapshot of the controller state to a backup store (restore it with
+    /// `dr-controller restore` when every controller is lost).
+    Backup {
+        /// file:///DIR or s3://BUCKET/PREFIX (default: the controllers' `controller_store`).
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -424,6 +433,9 @@ async fn run(cli: Cli) -> CliResult {
                 ControllerCmd::Status { output } => controllers::status(&mut conn, *output).await,
                 ControllerCmd::Add { id, addr } => controllers::add(&mut conn, id, addr).await,
                 ControllerCmd::Remove { id, yes } => controllers::remove(&mut conn, id, *yes).await,
+                ControllerCmd::Backup { store, output } => {
+                    controllers::backup(&mut conn, store.as_deref(), *output).await
+                }
             }
         }
         Cmd::Backup { command } => {

@@ -445,3 +445,164 @@ async fn controllers_are_added_and_removed_with_drctl_while_agents_report() {
         .unwrap();
     assert_eq!(v.group(GROUP).unwrap().members.len(), 3);
 }
+
+/// `config` of a controller moved to a fresh data directory, alone (no initial members).
+fn fresh_single_node_config(text: &str, data_dir: &std::path::Path) -> String {
+    let mut out = Vec::new();
+    let mut skip = 0;
+    for l in text.lines() {
+        if skip > 0 && (l.starts_with("id = ") || l.starts_with("addr = ")) {
+            skip -= 1;
+            continue;
+        }
+        skip = 0;
+        if l == "[[cluster.member]]" {
+            skip = 2;
+            continue;
+        }
+        if l.starts_with("data_dir = ") {
+            out.push(format!("data_dir = {:?}", data_dir.display().to_string()));
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_backup_restores_into_a_fresh_single_node_with_the_same_state() {
+    let mut c = Cluster::start(options(3)).await.unwrap();
+    let out = c.drctl(&["switchover", "--to", "erlmcp2", "--yes", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = durable_view(&c);
+    assert_eq!(before["epoch"], 2);
+    let store_dir = c.dir().join("controller-backups");
+    let store = format!("file://{}", store_dir.display());
+    let b = json(&c.drctl(&["controller", "backup", "--store", &store, "-o", "json"]));
+    let id = b["id"].as_str().unwrap().to_string();
+    assert_eq!(b["groups"], 1);
+
+    // Every controller is lost.
+    for i in 0..3 {
+        c.kill_controller(i);
+    }
+    let cfg = c.plan.controllers[0].config();
+    let fresh = c.dir().join("ctl1-rebuilt");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, fresh_single_node_config(&text, &fresh)).unwrap();
+    let restore = |extra: &[&str]| {
+        std::process::Command::new(c.bins.controller())
+            .args(["restore", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // A corrupt snapshot is refused and writes nothing.
+    let bad_dir = c.dir().join("corrupt-backups");
+    std::fs::create_dir_all(bad_dir.join("controller")).unwrap();
+    for e in std::fs::read_dir(store_dir.join("controller")).unwrap() {
+        let p = e.unwrap().path();
+        let mut bytes = std::fs::read(&p).unwrap();
+        if p.extension().is_some_and(|x| x == "json") {
+            let n = bytes.len() / 2;
+            bytes[n] ^= 0x20;
+        }
+        std::fs::write(
+            bad_dir.join("controller").join(p.file_name().unwrap()),
+            bytes,
+        )
+        .unwrap();
+    }
+    let out = restore(&["--store", &format!("file://{}", bad_dir.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("corrupt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!fresh.join("raft.redb").exists(), "nothing written");
+
+    let out = restore(&["--store", &store, "--snapshot", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    // Never over an existing state without --force.
+    let out = restore(&["--store", &store]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+
+    c.spawn_controller(0).unwrap();
+    c.wait_controllers().await.unwrap();
+    let s = c.controller_status().unwrap();
+    assert_eq!(s["nodes"].as_array().unwrap().len(), 1, "{s}");
+    c.wait_status(
+        "agents back on the restored controller",
+        Duration::from_secs(20),
+        |v| {
+            v.group(GROUP).is_some_and(|g| {
+                g.members.len() == 3 && g.members.iter().all(|m| m.health == Health::Green)
+            })
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        durable_view(&c),
+        before,
+        "the restored controller has the same state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_backs_up_the_controller_state_on_schedule() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", store_dir.path().display());
+    let c = Cluster::start(ClusterOptions {
+        backup_schedule: Some(format!(
+            "full_every_s = 0\nincremental_every_s = 1\ndrill_every_s = 0\ncontroller_store = {store:?}"
+        )),
+        ..options(3)
+    })
+    .await
+    .unwrap();
+    let list = || {
+        std::process::Command::new(c.bins.controller())
+            .args(["restore", "--list", "--store", &store, "--config"])
+            .arg(c.plan.controllers[0].config())
+            .output()
+            .unwrap()
+    };
+    let list = &list;
+    let listed = wait_until(
+        "two scheduled controller snapshots",
+        Duration::from_secs(20),
+        || async move {
+            let out = list();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            (out.status.success() && text.lines().filter(|l| l.starts_with("state-")).count() >= 2)
+                .then_some(text)
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("{listed}");
+    let leader = c.leader().unwrap();
+    let metrics = http::get(&c.plan.controllers[leader].http.to_string(), "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .body
+            .contains("erlmcp_dr_controller_backup_last_success_timestamp_seconds "),
+        "metric exported by the leader"
+    );
+}

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dr_backup::store::{S3Credentials, S3Options, StoreOptions, StoreUrl};
+use dr_backup::store::{S3Options, S3Section, StoreOptions, StoreUrl};
 use dr_proto::config_file::{self, ConfigError};
 use serde::Deserialize;
 
@@ -20,7 +20,7 @@ use crate::probe::erlang::Secret;
 pub(crate) struct RawBackup {
     store: String,
     #[serde(default)]
-    s3: Option<RawS3>,
+    s3: Option<S3Section>,
     #[serde(default = "default_zstd_level")]
     zstd_level: i32,
     #[serde(default = "default_true")]
@@ -41,21 +41,6 @@ pub(crate) struct RawBackup {
     post_restore_at: PostRestoreAt,
     #[serde(default)]
     drill_check: Option<Hook>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawS3 {
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default)]
-    endpoint: Option<String>,
-    #[serde(default)]
-    path_style: Option<bool>,
-    #[serde(default)]
-    access_key_id_file: Option<PathBuf>,
-    #[serde(default)]
-    secret_access_key_file: Option<PathBuf>,
 }
 
 fn default_zstd_level() -> i32 {
@@ -259,54 +244,13 @@ fn check_hook(file: &Path, key: &str, hook: Option<&Hook>) -> Result<(), ConfigE
     Ok(())
 }
 
-fn s3_options(file: &Path, raw: RawS3) -> Result<S3Options, ConfigError> {
-    if let Some(ep) = &raw.endpoint {
-        let uri: Result<hyper::Uri, _> = ep.parse();
-        let ok = uri
-            .as_ref()
-            .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
-        if !ok {
-            return Err(ConfigError::key(
-                file,
-                "backup.s3.endpoint",
-                format!("must be an http(s)://HOST[:PORT] URL, got {ep:?}"),
-            ));
-        }
-    }
-    let read = |key: &str, p: &Path| {
+fn s3_options(file: &Path, raw: S3Section) -> Result<S3Options, ConfigError> {
+    raw.options(|p| {
         Secret::from_file(config_file::resolve(file, p))
-            .map_err(|e| ConfigError::key(file, format!("backup.s3.{key}"), e.to_string()))
-    };
-    let credentials = match (&raw.access_key_id_file, &raw.secret_access_key_file) {
-        (Some(id), Some(secret)) => Some(S3Credentials {
-            access_key_id: read("access_key_id_file", id)?.expose_secret().to_string(),
-            secret_access_key: read("secret_access_key_file", secret)?
-                .expose_secret()
-                .to_string(),
-        }),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(ConfigError::key(
-                file,
-                "backup.s3.secret_access_key_file",
-                "missing: set both key files, or neither to use the standard AWS chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profile, instance role)",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(ConfigError::key(
-                file,
-                "backup.s3.access_key_id_file",
-                "missing: set both key files, or neither to use the standard AWS chain",
-            ));
-        }
-    };
-    Ok(S3Options {
-        region: raw.region.filter(|r| !r.is_empty()),
-        force_path_style: raw.path_style.unwrap_or(raw.endpoint.is_some()),
-        endpoint: raw.endpoint,
-        credentials,
-        ..S3Options::default()
+            .map(|s| s.expose_secret().to_string())
+            .map_err(|e| e.to_string())
     })
+    .map_err(|e| ConfigError::key(file, format!("backup.s3.{}", e.key), e.message))
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@ mod file;
 mod s3;
 #[cfg(feature = "s3")]
 mod s3_io;
+mod s3_section;
 mod url;
+
+pub use s3_section::{S3Section, SectionError};
 
 use std::fmt;
 use std::io::{self, Read, Write};

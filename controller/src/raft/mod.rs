@@ -24,7 +24,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::StateCommand;
+use crate::state::{ControllerState, StateCommand};
 
 pub type NodeId = u64;
 
@@ -46,11 +46,18 @@ impl std::fmt::Display for ControllerNode {
 /// together).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RaftRequest {
+    /// Replace the whole state first: only `dr-controller restore`, bootstrapping a new
+    /// cluster from a controller-state backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<Box<ControllerState>>,
     pub commands: Vec<StateCommand>,
 }
 
 impl std::fmt::Display for RaftRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.replace.is_some() {
+            write!(f, "the whole state, then ")?;
+        }
         write!(f, "{} state command(s)", self.commands.len())
     }
 }

@@ -131,6 +131,9 @@ impl StateMachine {
 
 /// Apply one request: every command in order; a refused command changes nothing and says why.
 pub fn apply_request(state: &mut ControllerState, request: &RaftRequest) -> RaftResponse {
+    if let Some(replacement) = &request.replace {
+        *state = (**replacement).clone();
+    }
     let outcomes = request
         .commands
         .iter()

@@ -48,7 +48,10 @@ fn group() -> GroupName {
 
 async fn write(node: &RaftNode, commands: Vec<StateCommand>) -> RaftResponse {
     node.raft
-        .client_write(RaftRequest { commands })
+        .client_write(RaftRequest {
+            replace: None,
+            commands,
+        })
         .await
         .unwrap()
         .data

@@ -384,11 +384,14 @@ impl Admin for AdminService {
         Ok(Response::new(admin_cluster::status(&self.shared.raft)))
     }
 
-    async fn controller_snapshot(
+    async fn controller_backup(
         &self,
-        request: Request<pb::ControllerSnapshotRequest>,
-    ) -> Result<Response<pb::ControllerSnapshotResponse>, Status> {
+        request: Request<pb::ControllerBackupRequest>,
+    ) -> Result<Response<pb::ControllerBackupResponse>, Status> {
         authorize(&request, Permission::Operate, self.shared.insecure_dev)?;
-        Ok(Response::new(admin_cluster::snapshot(&self.shared.raft)?))
+        let store = request.into_inner().store;
+        Ok(Response::new(
+            admin_cluster::backup(&self.shared, &store).await?,
+        ))
     }
 }

@@ -12,9 +12,11 @@ use dr_proto::pb;
 use openraft::ChangeMembers;
 use tonic::Status;
 
+use super::runtime::Shared;
 use super::runtime::unix_ms;
 use crate::raft::node::RaftNode;
 use crate::raft::{ControllerNode, node_id};
+use crate::state_backup::{self, StateSnapshot};
 
 /// Where every controller stands, as this one sees it.
 pub fn status(raft: &RaftNode) -> pb::ControllerStatusResponse {
@@ -163,17 +165,55 @@ pub async fn remove(raft: &RaftNode, name: &str) -> Result<(), Status> {
     Ok(())
 }
 
-/// The applied state as JSON: consistent (one applied state under the lock), as of its log
-/// index.
-pub fn snapshot(raft: &RaftNode) -> Result<pb::ControllerSnapshotResponse, Status> {
+/// A consistent snapshot of the applied state (one state under the lock, as of its index).
+pub fn current_snapshot(raft: &RaftNode) -> StateSnapshot {
     let applied = raft.applied.read().unwrap_or_else(|e| e.into_inner());
-    let state_json = serde_json::to_vec(&applied.state)
-        .map_err(|e| Status::internal(format!("cannot encode the state: {e}")))?;
-    Ok(pb::ControllerSnapshotResponse {
-        state_json,
-        last_applied: applied.last_applied.map(|l| l.index).unwrap_or(0),
-        term: applied.last_applied.map(|l| l.leader_id.term).unwrap_or(0),
-        taken_by: raft.me.name.clone(),
-        taken_at_unix_ms: unix_ms(),
+    state_backup::snapshot_of(
+        applied.state.clone(),
+        &raft.me.name,
+        unix_ms(),
+        applied.last_applied.map(|l| l.index).unwrap_or(0),
+        applied.last_applied.map(|l| l.leader_id.term).unwrap_or(0),
+    )
+}
+
+/// Write a snapshot to `url` (empty: the configured controller store) and prune old ones.
+pub async fn backup(shared: &Shared, url: &str) -> Result<pb::ControllerBackupResponse, Status> {
+    let url = match (url, &shared.config.controller_store) {
+        ("", Some(configured)) => configured.clone(),
+        ("", None) => {
+            return Err(Status::invalid_argument(
+                "no store: give --store URL (file:///DIR or s3://BUCKET/PREFIX), or set `controller_store` in [backup] of the controller config",
+            ));
+        }
+        (given, _) => given.to_string(),
+    };
+    let snapshot = current_snapshot(&shared.raft);
+    let keep = shared.config.decide.retention_keep_last as usize;
+    let options = shared.config.store_options.clone();
+    let (last_applied, taken_by, groups) = (
+        snapshot.last_applied,
+        snapshot.taken_by.clone(),
+        snapshot.state.groups.len() as u64,
+    );
+    let store_url = url.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        let store = state_backup::open(&store_url, &options)?;
+        let id = state_backup::write(&*store, &snapshot)?;
+        if let Err(e) = state_backup::prune(&*store, keep) {
+            tracing::warn!(error = %e, "old controller snapshots not pruned");
+        }
+        Ok::<_, state_backup::StateBackupError>(id)
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(|e| Status::unavailable(format!("controller backup to {url} failed: {e}")))?;
+    tracing::info!(%id, store = %url, last_applied, "controller state backed up");
+    Ok(pb::ControllerBackupResponse {
+        id,
+        store: url,
+        last_applied,
+        taken_by,
+        groups,
     })
 }

@@ -5,6 +5,7 @@
 //! [`leadership`].
 
 mod leadership;
+mod state_backups;
 
 pub(crate) use leadership::not_leader_status;
 
@@ -111,6 +112,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// This controller's Raft node (membership, standing, the replicated state).
     pub raft: RaftNode,
+    /// When a controller-state backup last succeeded here (0: never).
+    pub state_backup_ok_unix_ms: AtomicU64,
     tx: mpsc::Sender<Input>,
     next_session: AtomicU64,
 }
@@ -251,6 +254,9 @@ struct Runtime {
     raft: RaftNode,
     /// Since when the leader has lacked a fresh quorum acknowledgement.
     stale_since: Option<Instant>,
+    /// When the last scheduled controller-state backup started, and whether one runs.
+    last_state_backup: Option<Instant>,
+    state_backup_running: Arc<std::sync::atomic::AtomicBool>,
     origin: Instant,
     sessions: HashMap<MemberKey, (u64, Outbox)>,
     replies: HashMap<u64, oneshot::Sender<Result<ActionReply, ReplyError>>>,
@@ -295,6 +301,7 @@ pub async fn start(
         insecure_dev,
         shutdown,
         raft: raft.clone(),
+        state_backup_ok_unix_ms: AtomicU64::new(0),
         tx,
         next_session: AtomicU64::new(1),
     });
@@ -303,6 +310,8 @@ pub async fn start(
         decider: None,
         raft,
         stale_since: None,
+        last_state_backup: None,
+        state_backup_running: Arc::default(),
         origin: Instant::now(),
         sessions: HashMap::new(),
         replies: HashMap::new(),
@@ -346,6 +355,7 @@ impl Runtime {
                 _ = tick.tick() => {
                     self.leadership().await;
                     self.decide(Event::Tick).await;
+                    self.state_backup_due();
                 }
                 changed = metrics.changed() => {
                     if changed.is_err() {
@@ -607,6 +617,7 @@ impl Runtime {
                 .collect(),
             backups: Vec::new(),
             rpo_target_s: 0,
+            controller_backup_unix_s: None,
         };
         let now_ms = unix_ms();
         let facts = ControllerFacts {
@@ -635,6 +646,14 @@ impl Runtime {
                 })
                 .collect(),
             rpo_target_s: self.shared.config.rpo_target_s,
+            controller_backup_unix_s: match self
+                .shared
+                .state_backup_ok_unix_ms
+                .load(Ordering::SeqCst)
+            {
+                0 => None,
+                ms => Some(ms as f64 / 1000.0),
+            },
             ..facts
         };
         render(view, &facts)

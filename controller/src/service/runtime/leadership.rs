@@ -65,7 +65,10 @@ impl Runtime {
             })
             .collect();
         // Also the barrier: once this entry is applied, so is everything committed before it.
-        let write = self.raft.raft.client_write(RaftRequest { commands });
+        let write = self.raft.raft.client_write(RaftRequest {
+            replace: None,
+            commands,
+        });
         match tokio::time::timeout(COMMIT_TIMEOUT, write).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -130,7 +133,10 @@ impl Runtime {
     /// Commit state commands as one Raft entry; false (and no longer leading) if that failed.
     pub(super) async fn commit(&mut self, commands: Vec<StateCommand>) -> bool {
         let n = commands.len();
-        let write = self.raft.raft.client_write(RaftRequest { commands });
+        let write = self.raft.raft.client_write(RaftRequest {
+            replace: None,
+            commands,
+        });
         let why = match tokio::time::timeout(COMMIT_TIMEOUT, write).await {
             Ok(Ok(response)) => {
                 match response.data.outcomes.iter().find_map(|o| o.as_ref().err()) {
