@@ -11,6 +11,7 @@ log() { printf '\n== %s\n' "$*"; }
 declare -A PACKAGES=(
   [haproxy]=haproxy      # real load balancer in front of the stand-ins
   [ip]=iproute2          # network namespaces for partition tests
+  [iptables]=iptables    # cutting a namespace off without taking its link down
   [curl]=curl            # used by deploy/demo.sh checks and docs examples
   [erl]=erlang-base      # a real Erlang/OTP node for the Erlang probe (erl, erlc, epmd)
   [zstd]=zstd            # the human restore path: zstd -dc | tar -x

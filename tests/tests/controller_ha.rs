@@ -606,3 +606,140 @@ async fn the_leader_backs_up_the_controller_state_on_schedule() {
         "metric exported by the leader"
     );
 }
+
+/// Leader (per its own answer) and whether it decides, asking controller `i` itself.
+fn own_view(c: &Cluster, i: usize) -> Option<Value> {
+    try_json(&c.drctl_at(i, &["controller", "status", "-o", "json"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_minority_controller_stops_deciding_and_catches_up_when_healed() {
+    if let Err(why) = dr_tests::harness::netns::available() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "network namespaces unavailable under CI: {why}"
+        );
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut c = Cluster::start(ClusterOptions {
+        controllers: 3,
+        netns_controllers: vec![2],
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    // The interesting minority is a leader: move the leadership into the namespace.
+    for _ in 0..12 {
+        let leader = c.leader().unwrap();
+        if leader == 2 {
+            break;
+        }
+        let (old, _, _) = kill_leader(&mut c).await;
+        c.spawn_controller(old).unwrap();
+        let c2 = &c;
+        wait_until(
+            "the restarted controller to follow",
+            Duration::from_secs(10),
+            || async move {
+                own_view(c2, old).filter(|v| v["leader"].as_str().is_some_and(|l| !l.is_empty()))
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(c.leader(), Some(2), "the namespaced controller leads");
+    let (primary, epoch) = primary_and_epoch(&c.status().unwrap());
+
+    let ns = c.controller_netns[2].as_ref().unwrap();
+    ns.block().unwrap();
+    let cut = Instant::now();
+    let c2 = &c;
+    // The cut-off leader stops deciding (it cannot reach a quorum)...
+    let stopped = wait_until(
+        "the minority to stop deciding",
+        Duration::from_secs(5),
+        || async move {
+            own_view(c2, 2)
+                .filter(|v| v["deciding"] == false)
+                .map(|_| cut.elapsed())
+        },
+    )
+    .await
+    .unwrap();
+    // ...and the majority elects a leader that decides.
+    let elected = wait_until(
+        "the majority to elect a leader",
+        Duration::from_secs(5),
+        || async move {
+            [0, 1]
+                .into_iter()
+                .filter_map(|i| own_view(c2, i))
+                .any(|v| v["answered_by_leader"] == true && v["deciding"] == true)
+                .then(|| cut.elapsed())
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("minority stopped deciding after {stopped:?}; majority decides after {elected:?}");
+    assert!(
+        elected < Duration::from_secs(2),
+        "majority leader after {elected:?}"
+    );
+    // The majority keeps going: agents report to it and a state change commits.
+    c.wait_status(
+        "agents on the majority leader",
+        Duration::from_secs(15),
+        |v| {
+            v.leader
+                && v.group(GROUP).is_some_and(|g| {
+                    g.members.iter().all(|m| m.health == Health::Green)
+                        && g.member(&primary)
+                            .is_some_and(|m| m.lease_remaining_ms.is_some())
+                })
+        },
+    )
+    .await
+    .unwrap();
+    let out = c.drctl(&["pause", "--group", GROUP]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The minority refuses to act while cut off.
+    let out = c.drctl_at(2, &["resume", "--group", GROUP]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the cut-off controller does not act"
+    );
+    assert_eq!(
+        primary_and_epoch(&c.status().unwrap()),
+        (primary.clone(), epoch)
+    );
+
+    // Healed: it follows the new leader and catches up (it sees the pause).
+    c.controller_netns[2].as_ref().unwrap().unblock().unwrap();
+    let c2 = &c;
+    wait_until(
+        "the healed controller to catch up",
+        Duration::from_secs(15),
+        || async move {
+            let mine = own_view(c2, 2)?;
+            let leader = [0, 1]
+                .into_iter()
+                .filter_map(|i| own_view(c2, i))
+                .find(|v| v["answered_by_leader"] == true)?;
+            (mine["answered_by_leader"] == false
+                && mine["leader"] == leader["leader"]
+                && mine["last_applied"] == leader["last_applied"])
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let out = c.drctl_at(2, &["status", "-o", "json"]);
+    let v: StatusView = serde_json::from_value(json(&out)).unwrap();
+    assert_eq!(v.group(GROUP).unwrap().mode, dr_proto::domain::Mode::Paused);
+}

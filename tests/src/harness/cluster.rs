@@ -36,6 +36,9 @@ pub struct ClusterOptions {
     pub haproxy: bool,
     /// Hosts (by index) that run in their own network namespace (root only).
     pub netns_hosts: Vec<usize>,
+    /// Controllers (by index) that run in their own network namespace (root only); the
+    /// others then listen on the root side of the first such namespace's link.
+    pub netns_controllers: Vec<usize>,
     /// Make every promote hook take this long (to act during a failover).
     pub promote_delay_ms: Option<u64>,
     /// The controller's `[backup]` section body (schedule, retention). None: nothing scheduled,
@@ -54,6 +57,7 @@ impl Default for ClusterOptions {
             wait_green: true,
             haproxy: false,
             netns_hosts: Vec::new(),
+            netns_controllers: Vec::new(),
             promote_delay_ms: None,
             backup_schedule: None,
         }
@@ -69,6 +73,8 @@ pub struct Cluster {
     pub haproxy: Option<Daemon>,
     /// Per host: its network namespace, if it has one.
     pub netns: Vec<Option<NetNs>>,
+    /// Per controller: its network namespace, if it has one.
+    pub controller_netns: Vec<Option<NetNs>>,
     options: ClusterOptions,
     // last: removed after every process is gone
     dir: tempfile::TempDir,
@@ -105,12 +111,32 @@ impl Cluster {
             let c = &mut plan.controllers[0];
             c.grpc = std::net::SocketAddr::from(([0, 0, 0, 0], c.grpc.port()));
         }
+        let mut controller_netns: Vec<Option<NetNs>> =
+            plan.controllers.iter().map(|_| None).collect();
+        let mut controller_sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        for &i in &options.netns_controllers {
+            let ns = NetNs::create()?;
+            let c = &mut plan.controllers[i];
+            c.grpc = std::net::SocketAddr::from((ns.ns_ip, c.grpc.port()));
+            c.http = std::net::SocketAddr::from((ns.ns_ip, c.http.port()));
+            controller_sans.push(ns.ns_ip.to_string());
+            controller_sans.push(ns.root_ip.to_string());
+            controller_netns[i] = Some(ns);
+        }
+        if let Some(root_ip) = controller_netns.iter().flatten().map(|n| n.root_ip).next() {
+            // the others: on an address both namespaces reach
+            for (i, c) in plan.controllers.iter_mut().enumerate() {
+                if controller_netns[i].is_none() {
+                    c.grpc = std::net::SocketAddr::from((root_ip, c.grpc.port()));
+                }
+            }
+        }
         let controller_ids: Vec<String> = plan.controllers.iter().map(|c| c.id.clone()).collect();
         let pki = PkiPlan {
             dir: plan.pki_dir(),
             controllers: names("controller", &controller_ids)
                 .map_err(|e| anyhow::anyhow!(e.message))?,
-            controller_sans: vec!["localhost".into(), "127.0.0.1".into()],
+            controller_sans,
             agents: names(
                 "agents",
                 &plan
@@ -158,8 +184,11 @@ impl Cluster {
             )?;
         }
         let grpc_port = plan.controllers[0].grpc.port();
-        // the controller listens everywhere (config written above); everyone else dials loopback
-        plan.controllers[0].grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
+        if !options.netns_hosts.is_empty() {
+            // the controller listens everywhere (config written above); everyone else dials
+            // loopback
+            plan.controllers[0].grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
+        }
         for (i, h) in plan.hosts.iter().enumerate() {
             std::fs::create_dir_all(h.data_dir())?;
             let mut text = layout::agent_toml(&plan, h, &bins.standin());
@@ -210,6 +239,7 @@ impl Cluster {
             plan,
             haproxy: None,
             netns,
+            controller_netns,
             options,
             dir,
         };
@@ -336,16 +366,19 @@ impl Cluster {
     /// Start controller `i` (its process only).
     pub fn spawn_controller(&mut self, i: usize) -> anyhow::Result<()> {
         let c = self.plan.controllers[i].clone();
-        let d = Daemon::spawn(
-            &format!("controller {}", c.id),
-            &self.bins.controller(),
-            &[
-                "run".into(),
-                "--config".into(),
-                c.config().display().to_string(),
-            ],
-            &c.log(),
-        )?;
+        let args = [
+            "run".to_string(),
+            "--config".into(),
+            c.config().display().to_string(),
+        ];
+        let (program, args) = match &self.controller_netns[i] {
+            Some(ns) => {
+                let (p, a) = ns.wrap(&self.bins.controller().display().to_string(), &args);
+                (PathBuf::from(p), a)
+            }
+            None => (self.bins.controller(), args.to_vec()),
+        };
+        let d = Daemon::spawn(&format!("controller {}", c.id), &program, &args, &c.log())?;
         self.controllers[i] = Some(d);
         Ok(())
     }
@@ -386,7 +419,8 @@ impl Cluster {
         }
     }
 
-    /// `drctl` against controller `i` only (its own config file, one address).
+    /// `drctl` against controller `i` only (its own config file, one address), run inside that
+    /// controller's network namespace if it has one (reachable even while cut off).
     pub fn drctl_at(&self, i: usize, args: &[&str]) -> Output {
         let text = std::fs::read_to_string(self.drctl_config()).expect("drctl config");
         let url = format!("https://{}", self.plan.controllers[i].grpc);
@@ -405,10 +439,15 @@ impl Cluster {
             .dir()
             .join(format!("drctl-{}.toml", self.plan.controllers[i].id));
         std::fs::write(&path, one).expect("write drctl config");
-        Command::new(self.bins.drctl())
-            .arg("--config")
-            .arg(&path)
-            .args(args)
+        let mut all = vec!["--config".to_string(), path.display().to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let drctl = self.bins.drctl();
+        let (program, all) = match &self.controller_netns[i] {
+            Some(ns) => ns.wrap(&drctl.display().to_string(), &all),
+            None => (drctl.display().to_string(), all),
+        };
+        Command::new(program)
+            .args(all)
             .env("NO_COLOR", "1")
             .output()
             .expect("drctl runs")
@@ -581,7 +620,11 @@ impl Drop for Cluster {
         if let Some(h) = self.haproxy.as_mut() {
             h.kill();
         }
-        for ns in self.netns.iter_mut() {
+        for ns in self
+            .netns
+            .iter_mut()
+            .chain(self.controller_netns.iter_mut())
+        {
             drop(ns.take());
         }
         if std::thread::panicking() {

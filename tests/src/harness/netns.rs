@@ -123,11 +123,58 @@ impl NetNs {
     pub fn heal(&self) -> anyhow::Result<()> {
         run(&["ip", "link", "set", &self.veth_root, "up"])
     }
+
+    /// Drop every packet to and from the namespace with iptables (the link stays up, so the
+    /// root side's address keeps working for processes of the root namespace).
+    pub fn block(&self) -> anyhow::Result<()> {
+        run(&[
+            "iptables",
+            "-I",
+            "INPUT",
+            "-i",
+            &self.veth_root,
+            "-j",
+            "DROP",
+        ])?;
+        run(&[
+            "iptables",
+            "-I",
+            "OUTPUT",
+            "-o",
+            &self.veth_root,
+            "-j",
+            "DROP",
+        ])
+    }
+
+    /// Undo [`Self::block`].
+    pub fn unblock(&self) -> anyhow::Result<()> {
+        let a = run(&[
+            "iptables",
+            "-D",
+            "INPUT",
+            "-i",
+            &self.veth_root,
+            "-j",
+            "DROP",
+        ]);
+        let b = run(&[
+            "iptables",
+            "-D",
+            "OUTPUT",
+            "-o",
+            &self.veth_root,
+            "-j",
+            "DROP",
+        ]);
+        a.and(b)
+    }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
         // killing the namespace's processes is the caller's job; the veth goes with the netns
+        while self.unblock().is_ok() {}
         let _ = run(&["ip", "netns", "del", &self.name]);
         let _ = run(&["ip", "link", "del", &self.veth_root]);
     }
