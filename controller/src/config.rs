@@ -631,7 +631,7 @@ name = "erlmcp"
                 "cluster.election_timeout_min_ms",
             ),
             (
-                "[cluster]\nelection_timeout_max_ms = 200\n",
+                "[cluster]\nelection_timeout_max_ms = 120\n",
                 "cluster.election_timeout_max_ms",
             ),
             ("[cluster]\nadvertise = 'ctl1:7400'\n", "cluster.advertise"),

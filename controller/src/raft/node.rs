@@ -35,8 +35,8 @@ impl Default for ClusterSettings {
             initial_members: Vec::new(),
             join: false,
             heartbeat: Duration::from_millis(50),
-            election_timeout_min: Duration::from_millis(250),
-            election_timeout_max: Duration::from_millis(500),
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(300),
             snapshot_every: 1000,
         }
     }

@@ -254,6 +254,8 @@ struct Runtime {
     raft: RaftNode,
     /// Since when the leader has lacked a fresh quorum acknowledgement.
     stale_since: Option<Instant>,
+    /// The Raft term the decision core was built in.
+    leader_term: u64,
     /// When the last scheduled controller-state backup started, and whether one runs.
     last_state_backup: Option<Instant>,
     state_backup_running: Arc<std::sync::atomic::AtomicBool>,
@@ -310,6 +312,7 @@ pub async fn start(
         decider: None,
         raft,
         stale_since: None,
+        leader_term: 0,
         last_state_backup: None,
         state_backup_running: Arc::default(),
         origin: Instant::now(),

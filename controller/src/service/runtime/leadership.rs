@@ -9,9 +9,12 @@
 //!   always run out first;
 //! - leases are granted and time-driven decisions made only while a quorum acknowledged this
 //!   leader within the minimum election timeout (no other leader can exist then); after
-//!   `election_timeout_max` without one, the controller steps down: it drops the core, ends
-//!   every agent session and fails pending requests — the primary keeps serving until its
-//!   lease ends, and agents move to the controller that leads now;
+//!   [`STALE_STEP_DOWN`] without one, the controller steps down: it drops the core, ends every
+//!   agent session and fails pending requests — the primary keeps serving until its lease
+//!   ends, and agents move to the controller that leads now (a shorter hiccup, such as a
+//!   starved CPU, only pauses grants and timers);
+//! - a core serves the term it was built in only: any other term (even one this controller
+//!   leads again) means entries it has not seen may exist, so it is rebuilt;
 //! - a decision's `Persist`s are committed before anything after them runs; a failed or
 //!   refused commit ends the leadership the same way (the core's copy of the state may then
 //!   differ from the replicated one, so it must not be used again).
@@ -27,12 +30,17 @@ use crate::state::StateCommand;
 
 /// Longest a commit may take before this controller gives up leading.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Without a fresh quorum for this long, a leader stops deciding altogether.
+const STALE_STEP_DOWN: Duration = Duration::from_secs(1);
 
 impl Runtime {
     /// Compare what Raft says with whether this controller holds a decision core, and fix it.
     pub(super) async fn leadership(&mut self) {
         let standing = self.raft.standing();
         let leader = self.raft.is_leader();
+        if self.decider.is_some() && self.leader_term != standing.term {
+            self.step_down("the Raft term changed");
+        }
         match (&self.decider, leader, standing.leading) {
             (None, true, true) => self.become_leader(standing.term).await,
             (Some(_), false, _) => {
@@ -44,7 +52,7 @@ impl Runtime {
             }
             (Some(_), true, false) => {
                 let since = *self.stale_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > self.raft.settings.election_timeout_max {
+                if since.elapsed() > STALE_STEP_DOWN {
                     self.step_down("lost the quorum of controllers");
                 }
             }
@@ -100,6 +108,7 @@ impl Runtime {
             self.now(),
         ));
         self.stale_since = None;
+        self.leader_term = term;
         tracing::info!(
             id = %config.id,
             term,
