@@ -180,7 +180,15 @@ pub fn status_error(url: &str, s: tonic::Status) -> CliError {
         {
             ""
         }
-        Code::Unavailable => " (is the controller running and reachable?)",
+        Code::Unavailable if s.message().contains("no live session") => {
+            " (is dr-agent running on that host and connected? drctl status shows when it last \
+             reported)"
+        }
+        Code::Unavailable
+            if s.message().contains("transport") || s.message().contains("connect") =>
+        {
+            " (is the controller running and reachable?)"
+        }
         _ => "",
     };
     CliError::failed(format!("controller {url}: {}{hint}", s.message()))

@@ -80,6 +80,7 @@ const CASES: &[Case] = &[
     case("restore onto the primary", Operator, &["restore", "--host", "erlmcp1", "--yes"], 1, &["--allow-primary"]),
     case("a viewer may not act", Viewer, &["pause"], 1, &["viewer", "operator certificate"]),
     case("an unknown incident", Operator, &["incident", "9999", "-o", "json"], 1, &["9999"]),
+    case("a host whose agent is not connected", Operator, &["ping", "erlmcp9"], 1, &["erlmcp9", "is dr-agent running"]),
 ];
 
 fn config_for(c: &Cluster, conf: Conf, dir: &Path) -> Option<PathBuf> {
