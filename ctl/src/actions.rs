@@ -3,31 +3,47 @@
 //! until it is done.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dr_proto::pb;
 
 use crate::client::{Connected, status_error};
 use crate::error::{CliError, CliResult};
+use crate::progress::Steps;
 use crate::status::fetch;
 
+/// Whether a destructive action can be confirmed at all (`--yes`, or a terminal to ask on):
+/// checked before contacting the controller, so a script missing `--yes` gets exit 2 whatever
+/// the state of the cluster.
+pub fn confirmable(what: &str, yes: bool) -> CliResult {
+    if yes || std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "{what} needs confirmation and stdin is not a terminal to ask on: add --yes to go ahead"
+    )))
+}
+
+/// Ask before a destructive action; `--yes` skips the question. Without a terminal to ask on, a
+/// missing `--yes` is a usage error (exit 2): scripts must say what they mean.
 pub fn confirm(question: &str, yes: bool) -> CliResult {
     if yes {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(CliError::config(format!(
-            "{question}: refusing without --yes (stdin is not a terminal)"
+        return Err(CliError::usage(format!(
+            "{question} not confirmed: stdin is not a terminal to ask on; add --yes to go ahead"
         )));
     }
-    print!("{question} [y/N] ");
-    let _ = std::io::stdout().flush();
+    // the question goes to stderr: stdout may be redirected into a file or a pipe
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
     if matches!(line.trim(), "y" | "Y" | "yes") {
         Ok(())
     } else {
-        Err(CliError::failed("cancelled"))
+        Err(CliError::failed("cancelled: nothing was changed"))
     }
 }
 
@@ -41,7 +57,9 @@ fn print_answer(r: &pb::ActionResponse) {
 }
 
 pub async fn restart(conn: &mut Connected, group: &str, host: &str) -> CliResult {
-    println!("restarting the service on {host} (stop, start, wait until healthy)...");
+    let steps = Steps::start(&format!(
+        "restarting the service on {host} (stop, start, wait until healthy)..."
+    ));
     let r = conn
         .admin
         .restart(pb::RestartRequest {
@@ -49,9 +67,9 @@ pub async fn restart(conn: &mut Connected, group: &str, host: &str) -> CliResult
             host: host.into(),
         })
         .await
-        .map_err(|s| status_error(&conn.url, s))?
-        .into_inner();
-    print_answer(&r);
+        .map_err(|s| status_error(&conn.url, s));
+    steps.finish();
+    print_answer(&r?.into_inner());
     Ok(())
 }
 
@@ -63,13 +81,19 @@ async fn wait_for_primary(
     from_epoch: u64,
     timeout: Duration,
 ) -> CliResult {
-    let started = Instant::now();
-    let mut last = String::new();
+    let mut steps = Steps::start(&format!("waiting for the change of primary in {group}..."));
     loop {
-        let view = fetch(conn, Some(group)).await?;
-        let g = view
-            .group(group)
-            .ok_or_else(|| CliError::failed(format!("group {group} disappeared")))?;
+        let view = match fetch(conn, Some(group)).await {
+            Ok(v) => v,
+            Err(e) => {
+                steps.finish();
+                return Err(e);
+            }
+        };
+        let Some(g) = view.group(group) else {
+            steps.finish();
+            return Err(CliError::failed(format!("group {group} disappeared")));
+        };
         let line = match &g.transition {
             Some(t) => t.clone(),
             None => format!(
@@ -78,10 +102,7 @@ async fn wait_for_primary(
                 g.epoch
             ),
         };
-        if line != last {
-            println!("  {:>5.1}s  {line}", started.elapsed().as_secs_f64());
-            last = line;
-        }
+        steps.step(&line);
         let done = g.transition.is_none()
             && g.epoch.0 > from_epoch
             && target.is_none_or(|t| g.primary.as_ref().is_some_and(|p| p.as_str() == t));
@@ -91,9 +112,11 @@ async fn wait_for_primary(
                 .iter()
                 .find(|m| g.primary.as_ref() == Some(&m.host))
                 .is_some_and(|m| m.lease_remaining_ms.is_some());
+            let took = steps.elapsed();
+            steps.finish();
             println!(
-                "done in {:.1} s{}",
-                started.elapsed().as_secs_f64(),
+                "done in {:.1} s: {line}{}",
+                took.as_secs_f64(),
                 if serving {
                     ""
                 } else {
@@ -102,9 +125,11 @@ async fn wait_for_primary(
             );
             return Ok(());
         }
-        if started.elapsed() > timeout {
+        if steps.elapsed() > timeout {
+            steps.finish();
             return Err(CliError::failed(format!(
-                "not done after {} s; see drctl status and drctl history",
+                "not done after {} s: the change goes on without drctl; see drctl status and \
+                 drctl history",
                 timeout.as_secs()
             )));
         }
@@ -162,7 +187,7 @@ pub fn parse_at(at: &str) -> CliResult<u64> {
     match at.parse::<u64>() {
         Ok(secs) if secs > 1_000_000_000 => Ok(secs * 1000),
         Ok(secs) => Ok(now + secs * 1000),
-        Err(_) => Err(CliError::config(format!(
+        Err(_) => Err(CliError::usage(format!(
             "--at {at:?}: give +SECONDS, a duration like 5m, or unix seconds"
         ))),
     }

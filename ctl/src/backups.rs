@@ -459,14 +459,22 @@ pub async fn restore(conn: &mut Connected, a: RestoreArgs<'_>) -> CliResult {
             }
             Ok(())
         }
-        Finished::Failed(e) => Err(CliError::failed(format!(
-            "restore failed: {e}{}",
-            if r.incident_id != 0 {
-                format!(" (incident {})", r.incident_id)
+        Finished::Failed(e) => {
+            let next = if e.contains("no backups of") && a.from_host.is_none() {
+                "; to restore a backup taken on another host add --from-host HOST \
+                 (drctl backup list shows them)"
             } else {
-                String::new()
-            }
-        ))),
+                ""
+            };
+            Err(CliError::failed(format!(
+                "restore failed: {e}{}{next}",
+                if r.incident_id != 0 {
+                    format!(" (incident {})", r.incident_id)
+                } else {
+                    String::new()
+                }
+            )))
+        }
     }
 }
 

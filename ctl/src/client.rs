@@ -64,14 +64,65 @@ async fn connect_with(config: &DrctlConfig, follow_leader: bool) -> Result<Conne
                 }
                 return Ok(conn);
             }
-            Err(e) => failures.push(format!("{url}: {e}")),
+            Err(e) => failures.push((url.as_str(), e)),
         }
     }
-    Err(CliError::failed(format!(
-        "controller unreachable ({}): is dr-controller running? check `controllers` in {}",
-        failures.join("; "),
-        config.file.display()
-    )))
+    Err(unreachable(&config.file, &failures))
+}
+
+/// "controller unreachable at ADDR (why): what to check next".
+fn unreachable(file: &std::path::Path, failures: &[(&str, String)]) -> CliError {
+    let at = failures
+        .iter()
+        .map(|(url, e)| format!("{url} ({e})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hint = failures
+        .iter()
+        .find_map(|(_, e)| dial_hint(e, file))
+        .unwrap_or_else(|| {
+            format!(
+                "is dr-controller running there? check `controllers` in {}, or point drctl at \
+                 another installation with drctl --config FILE (or DRCTL_CONFIG)",
+                file.display()
+            )
+        });
+    CliError::failed(format!("controller unreachable at {at}: {hint}"))
+}
+
+/// What to do about a dial error that is not simply "nothing listens there".
+fn dial_hint(error: &str, file: &std::path::Path) -> Option<String> {
+    let file = file.display();
+    let e = error.to_ascii_lowercase();
+    if e.contains("unknownissuer") || e.contains("badsignature") {
+        return Some(format!(
+            "the controller's certificate is not from the CA in [tls] ca of {file}: \
+             drctl and the controller must use the same `drctl pki init` directory"
+        ));
+    }
+    if e.contains("notvalidforname") {
+        return Some(format!(
+            "the controller's certificate is not valid for that address: use the name it was \
+             issued for in `controllers`, or set [tls] server_name in {file}"
+        ));
+    }
+    if e.contains("expired") {
+        return Some(format!(
+            "a certificate has expired: issue new ones (drctl pki issue) and update {file}"
+        ));
+    }
+    if e.contains("dns error") || e.contains("failed to lookup") {
+        return Some(format!(
+            "cannot resolve that name: check `controllers` in {file}"
+        ));
+    }
+    if e.contains("timed out") || e.contains("deadline") {
+        return Some(format!(
+            "no answer within 3 s: is the address right, and is port 7400 (or the one in \
+             `controllers` of {file}) open between here and the controller?"
+        ));
+    }
+    None
 }
 
 /// A note on stderr (never on stdout, which may be JSON).
@@ -115,15 +166,29 @@ async fn dial(url: &str, tls: Option<&TlsMaterial>) -> Result<Connected, String>
 pub fn status_error(url: &str, s: tonic::Status) -> CliError {
     use tonic::Code;
     let hint = match s.code() {
-        Code::Unauthenticated | Code::PermissionDenied => {
-            " (check the certificate in [tls] of your drctl config)"
+        Code::PermissionDenied => {
+            " (acting needs an operator certificate: set [tls] cert and key in your drctl config \
+             to an operator-NAME.pem from drctl pki)"
         }
+        Code::Unauthenticated => {
+            " (check [tls] in your drctl config: the certificate must come from this \
+             installation's CA)"
+        }
+        Code::DeadlineExceeded => " (no answer in 30 s: see drctl status and the controller log)",
         Code::Unavailable
             if s.message().contains("not the leader") || s.message().contains("not deciding") =>
         {
             ""
         }
-        Code::Unavailable => " (is the controller running and reachable?)",
+        Code::Unavailable if s.message().contains("no live session") => {
+            " (is dr-agent running on that host and connected? drctl status shows when it last \
+             reported)"
+        }
+        Code::Unavailable
+            if s.message().contains("transport") || s.message().contains("connect") =>
+        {
+            " (is the controller running and reachable?)"
+        }
         _ => "",
     };
     CliError::failed(format!("controller {url}: {}{hint}", s.message()))

@@ -8,7 +8,7 @@ use crate::client::{Connected, status_error};
 use crate::error::{CliError, CliResult};
 use crate::output::{Colors, Format, table};
 
-fn when(ms: u64) -> String {
+pub fn when(ms: u64) -> String {
     humantime_fmt(ms)
 }
 
@@ -26,17 +26,17 @@ fn humantime_fmt(ms: u64) -> String {
     )
 }
 
-fn secs(ms: Option<u64>) -> String {
+pub fn secs(ms: Option<u64>) -> String {
     ms.map(|m| format!("{:.1} s", m as f64 / 1000.0))
         .unwrap_or_else(|| "-".into())
 }
 
-pub async fn history(
+/// Role changes and incidents, newest first.
+pub async fn fetch_history(
     conn: &mut Connected,
     group: Option<&str>,
     limit: u32,
-    format: Format,
-) -> CliResult {
+) -> CliResult<HistoryView> {
     let r = conn
         .admin
         .history(pb::HistoryRequest {
@@ -52,18 +52,32 @@ pub async fn history(
             conn.url
         ))
     };
-    let changes: Vec<RoleChange> = r
-        .role_changes
-        .into_iter()
-        .map(RoleChange::try_from)
-        .collect::<Result<_, _>>()
-        .map_err(bad)?;
-    let incidents: Vec<Incident> = r
-        .incidents
-        .into_iter()
-        .map(Incident::try_from)
-        .collect::<Result<_, _>>()
-        .map_err(bad)?;
+    Ok(HistoryView {
+        role_changes: r
+            .role_changes
+            .into_iter()
+            .map(RoleChange::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(bad)?,
+        incidents: r
+            .incidents
+            .into_iter()
+            .map(Incident::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(bad)?,
+    })
+}
+
+pub async fn history(
+    conn: &mut Connected,
+    group: Option<&str>,
+    limit: u32,
+    format: Format,
+) -> CliResult {
+    let HistoryView {
+        role_changes: changes,
+        incidents,
+    } = fetch_history(conn, group, limit).await?;
     match format {
         Format::Json => println!(
             "{}",

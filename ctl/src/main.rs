@@ -5,19 +5,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use dr_proto::pb;
 
 use drctl::config::{self, DrctlConfig};
 use drctl::error::{CliError, CliResult};
 use drctl::output::Format;
-use drctl::{actions, backups, client, controllers, demo, history, pki, status, streams};
+use drctl::{
+    actions, backups, client, controllers, demo, docgen, history, pki, status, streams, watch,
+};
 
 #[derive(Parser)]
 #[command(
     name = "drctl",
     version,
-    about = "erlmcp-dr: disaster recovery for erlmcp, from the command line"
+    about = "erlmcp-dr: disaster recovery for erlmcp, from the command line",
+    after_help = "Exit status: 0 ok, 1 the operation failed (refused, unreachable, failed on a \
+                  host), 2 usage or config error. Runbook: docs/runbook.md."
 )]
 struct Cli {
     /// drctl config (TOML). Default: $DRCTL_CONFIG, then ./drctl.toml.
@@ -49,6 +53,23 @@ enum Cmd {
         host: String,
         #[arg(long, default_value = "erlmcp")]
         group: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// A live status view: redraws every interval until Ctrl-C (elsewhere than on a terminal:
+    /// one snapshot per interval; with -o json one status object per line).
+    Watch {
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Time between refreshes: milliseconds, or a duration like 500ms or 2s.
+        #[arg(long, default_value = "1s", value_parser = watch::parse_interval)]
+        interval: Duration,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        count: Option<u64>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
     },
     /// Procedure 1 on one host: stop, start, wait until healthy, check the log.
     Restart {
@@ -180,6 +201,17 @@ enum Cmd {
     Pki {
         #[command(subcommand)]
         command: PkiCmd,
+    },
+    /// A shell completion script, e.g. `drctl completions bash > /etc/bash_completion.d/drctl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (`drctl man | man -l -`); with --dir one page per command.
+    Man {
+        /// Write drctl.1, drctl-status.1, ... into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Run a whole local installation (controller, agents, stand-ins, HAProxy, certificates).
     Demo {
@@ -317,6 +349,33 @@ enum PkiCmd {
         #[arg(long)]
         force: bool,
     },
+    /// More certificates from the CA in DIR (a new host, controller or person; renewals with
+    /// --force). The others stay valid.
+    Issue {
+        /// The directory `drctl pki init` wrote (ca.pem and ca.key).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Controller names (comma separated).
+        #[arg(long = "controller")]
+        controllers: Vec<String>,
+        /// Extra DNS names or IPs the new controller certificates are valid for.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Agent host names (comma separated).
+        #[arg(long)]
+        agents: Vec<String>,
+        /// Operators (comma separated).
+        #[arg(long)]
+        operators: Vec<String>,
+        /// Viewers (comma separated).
+        #[arg(long)]
+        viewers: Vec<String>,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// Replace certificates that already exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn load_config(cli: &Cli) -> CliResult<DrctlConfig> {
@@ -337,7 +396,11 @@ async fn run(cli: Cli) -> CliResult {
             print!("{}", status::render(&view, *output, *verbose));
             Ok(())
         }
-        Cmd::Ping { host, group } => {
+        Cmd::Ping {
+            host,
+            group,
+            output,
+        } => {
             let config = load_config(&cli)?;
             let mut conn = client::connect(&config).await?;
             let r = conn
@@ -350,9 +413,36 @@ async fn run(cli: Cli) -> CliResult {
                 .await
                 .map_err(|s| client::status_error(&conn.url, s))?
                 .into_inner();
-            println!("{} ({} ms round trip)", r.detail, r.round_trip_ms);
+            match output {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "host": host,
+                        "group": group,
+                        "detail": r.detail,
+                        "round_trip_ms": r.round_trip_ms,
+                    })
+                ),
+                Format::Table => println!("{} ({} ms round trip)", r.detail, r.round_trip_ms),
+            }
             Ok(())
         }
+        Cmd::Watch {
+            group,
+            interval,
+            count,
+            output,
+        } => {
+            let args = watch::WatchArgs {
+                group: group.clone(),
+                interval: *interval,
+                count: *count,
+                format: *output,
+            };
+            watch::watch(&load_config(&cli)?, args).await
+        }
+        Cmd::Completions { shell } => docgen::completions(Cli::command(), *shell),
+        Cmd::Man { dir } => docgen::man(Cli::command(), dir.as_deref()),
         Cmd::Restart { host, group } => {
             let mut conn = client::connect(&load_config(&cli)?).await?;
             actions::restart(&mut conn, group, host).await
@@ -364,6 +454,7 @@ async fn run(cli: Cli) -> CliResult {
             yes,
             wait,
         } => {
+            actions::confirmable("failover", *yes)?;
             let mut conn = client::connect(&load_config(&cli)?).await?;
             actions::failover(&mut conn, group, to.as_deref(), *force, *yes, *wait).await
         }
@@ -375,6 +466,7 @@ async fn run(cli: Cli) -> CliResult {
             yes,
             wait,
         } => {
+            actions::confirmable("switchover", *yes)?;
             let mut conn = client::connect(&load_config(&cli)?).await?;
             actions::switchover(&mut conn, group, to, at.as_deref(), *force, *yes, *wait).await
         }
@@ -468,6 +560,7 @@ async fn run(cli: Cli) -> CliResult {
             yes,
             wait,
         } => {
+            actions::confirmable("restore", *yes)?;
             let mut conn = client::connect(&load_config(&cli)?).await?;
             backups::restore(
                 &mut conn,
@@ -512,6 +605,34 @@ async fn run(cli: Cli) -> CliResult {
             }
             Ok(())
         }
+        Cmd::Pki {
+            command:
+                PkiCmd::Issue {
+                    dir,
+                    controllers,
+                    sans,
+                    agents,
+                    operators,
+                    viewers,
+                    days,
+                    force,
+                },
+        } => {
+            let plan = pki::PkiPlan {
+                dir: dir.clone(),
+                controllers: pki::names("controller", controllers)?,
+                controller_sans: sans.clone(),
+                agents: pki::names("agents", agents)?,
+                operators: pki::names("operators", operators)?,
+                viewers: pki::names("viewers", viewers)?,
+                days: *days,
+                force: *force,
+            };
+            for f in &pki::issue(&plan)?.files {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
         Cmd::Demo {
             dir,
             hosts,
@@ -540,6 +661,11 @@ async fn run(cli: Cli) -> CliResult {
 fn main() -> ExitCode {
     dr_proto::install_crypto_provider();
     let cli = Cli::parse();
+    // DRCTL_CHECK_ARGS=1: stop once the command line parsed (the docs test checks the commands
+    // it cannot run against a demo this way)
+    if std::env::var_os("DRCTL_CHECK_ARGS").is_some_and(|v| v == "1") {
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,6 +1,7 @@
 //! `drctl pki init`: a private CA and one certificate per identity. The identity is the
 //! certificate's Common Name (`agent:HOST`, `operator:NAME`, `viewer:NAME`, `controller:NAME`),
 //! which the controller uses to authorise every call. Keys are written with mode 0600.
+//! `drctl pki issue` adds certificates from an existing CA (a new host, controller or person).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -132,6 +133,33 @@ impl Ca {
         ))
     }
 
+    /// The CA of a `drctl pki init` directory (`ca.pem` and `ca.key`).
+    fn load(dir: &Path) -> CliResult<Ca> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| {
+                CliError::usage(format!(
+                    "cannot read {}: {e} (--dir must be the directory `drctl pki init` wrote)",
+                    p.display()
+                ))
+            })
+        };
+        let cert = read("ca.pem")?;
+        let key = KeyPair::from_pem(&read("ca.key")?).map_err(|e| {
+            CliError::usage(format!(
+                "{}: not a private key: {e}",
+                dir.join("ca.key").display()
+            ))
+        })?;
+        let issuer = Issuer::from_ca_cert_pem(&cert, key).map_err(|e| {
+            CliError::usage(format!(
+                "{}: not a CA certificate: {e}",
+                dir.join("ca.pem").display()
+            ))
+        })?;
+        Ok(Ca { issuer })
+    }
+
     fn issue(&self, params: &CertificateParams) -> CliResult<(String, String)> {
         let key = KeyPair::generate().map_err(rcgen_err)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(rcgen_err)?;
@@ -162,22 +190,81 @@ pub fn init(plan: &PkiPlan) -> CliResult<Written> {
     }
     let (ca, ca_pem, ca_key) = Ca::create(plan.days)?;
     let mut files = Vec::new();
-    let mut put = |name: String, cert: String, key: String| -> CliResult {
-        let cert_path = plan.dir.join(format!("{name}.pem"));
-        let key_path = plan.dir.join(format!("{name}.key"));
-        write_file(&key_path, &key, 0o600)?;
-        write_file(&cert_path, &cert, 0o644)?;
-        files.push(cert_path);
-        files.push(key_path);
-        Ok(())
-    };
-    put("ca".into(), ca_pem, ca_key)?;
+    write_pair(&plan.dir, "ca", &ca_pem, &ca_key, &mut files)?;
+    issue_all(&ca, plan, &mut files)?;
+    Ok(Written { files })
+}
+
+/// `drctl pki issue`: more certificates from the CA already in `plan.dir` (a new host, a new
+/// controller, a new operator, or renewing one), without touching the others. An existing
+/// certificate is replaced only with `plan.force`.
+pub fn issue(plan: &PkiPlan) -> CliResult<Written> {
+    let ca = Ca::load(&plan.dir)?;
+    if plan.controllers.is_empty()
+        && plan.agents.is_empty()
+        && plan.operators.is_empty()
+        && plan.viewers.is_empty()
+    {
+        return Err(CliError::usage(
+            "name at least one identity: --controller, --agents, --operators or --viewers",
+        ));
+    }
+    if !plan.force {
+        for name in identity_files(plan) {
+            let p = plan.dir.join(format!("{name}.pem"));
+            if p.exists() {
+                return Err(CliError::usage(format!(
+                    "{} already exists: add --force to replace it (renewal), or pick another name",
+                    p.display()
+                )));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    issue_all(&ca, plan, &mut files)?;
+    Ok(Written { files })
+}
+
+/// `controller-NAME`, `agent-HOST`, ... for every identity of `plan`.
+fn identity_files(plan: &PkiPlan) -> Vec<String> {
+    let mut out: Vec<String> = plan
+        .controllers
+        .iter()
+        .map(|c| format!("controller-{c}"))
+        .collect();
+    for (kind, list) in [
+        ("agent", &plan.agents),
+        ("operator", &plan.operators),
+        ("viewer", &plan.viewers),
+    ] {
+        out.extend(list.iter().map(|n| format!("{kind}-{n}")));
+    }
+    out
+}
+
+fn write_pair(
+    dir: &Path,
+    name: &str,
+    cert: &str,
+    key: &str,
+    files: &mut Vec<PathBuf>,
+) -> CliResult {
+    let cert_path = dir.join(format!("{name}.pem"));
+    let key_path = dir.join(format!("{name}.key"));
+    write_file(&key_path, key, 0o600)?;
+    write_file(&cert_path, cert, 0o644)?;
+    files.push(cert_path);
+    files.push(key_path);
+    Ok(())
+}
+
+fn issue_all(ca: &Ca, plan: &PkiPlan, files: &mut Vec<PathBuf>) -> CliResult {
     for c in &plan.controllers {
         let mut sans = vec![c.to_string()];
         sans.extend(plan.controller_sans.iter().cloned());
         let params = leaf_params(&format!("controller:{c}"), plan.days, true, &sans)?;
         let (cert, key) = ca.issue(&params)?;
-        put(format!("controller-{c}"), cert, key)?;
+        write_pair(&plan.dir, &format!("controller-{c}"), &cert, &key, files)?;
     }
     for (kind, list) in [
         ("agent", &plan.agents),
@@ -187,10 +274,10 @@ pub fn init(plan: &PkiPlan) -> CliResult<Written> {
         for n in list {
             let params = leaf_params(&format!("{kind}:{n}"), plan.days, false, &[])?;
             let (cert, key) = ca.issue(&params)?;
-            put(format!("{kind}-{n}"), cert, key)?;
+            write_pair(&plan.dir, &format!("{kind}-{n}"), &cert, &key, files)?;
         }
     }
-    Ok(Written { files })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -254,6 +341,52 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(err.contains("not issued by the CA"), "{err}");
+    }
+
+    #[test]
+    fn issue_adds_certificates_from_the_same_ca_and_keeps_the_others() {
+        dr_proto::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        init(&plan(dir.path())).unwrap();
+        let before = std::fs::read(dir.path().join("agent-a.pem")).unwrap();
+        let more = PkiPlan {
+            controllers: names("controller", &["ctl2".into()]).unwrap(),
+            agents: names("agents", &["c".into()]).unwrap(),
+            operators: vec![],
+            viewers: vec![],
+            ..plan(dir.path())
+        };
+        issue(&more).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("agent-a.pem")).unwrap(),
+            before
+        );
+        for (file, id) in [
+            ("agent-c", "agent:c"),
+            ("controller-ctl2", "controller:ctl2"),
+        ] {
+            let m = TlsMaterial::load(&TlsPaths {
+                ca: dir.path().join("ca.pem"),
+                cert: dir.path().join(format!("{file}.pem")),
+                key: dir.path().join(format!("{file}.key")),
+                server_name: None,
+            })
+            .unwrap();
+            assert_eq!(m.identity, id.parse::<Identity>().unwrap());
+        }
+        // an existing identity is only replaced with --force
+        let again = issue(&more).err().unwrap();
+        assert_eq!(again.code, 2);
+        assert!(again.message.contains("--force"), "{}", again.message);
+        issue(&PkiPlan {
+            force: true,
+            ..more
+        })
+        .unwrap();
+        // no CA there: says which directory is wanted
+        let empty = tempfile::tempdir().unwrap();
+        let e = issue(&plan(empty.path())).err().unwrap();
+        assert!(e.message.contains("pki init"), "{}", e.message);
     }
 
     #[test]
