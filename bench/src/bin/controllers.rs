@@ -62,7 +62,7 @@ async fn write_latencies(c: &Cluster, n: usize) -> anyhow::Result<Vec<Duration>>
     let mut out = Vec::with_capacity(n);
     for k in 0..n {
         let t = Instant::now();
-        client.set_mode(set_mode(k % 2 == 0)).await?;
+        client.set_mode(set_mode(k.is_multiple_of(2))).await?;
         out.push(t.elapsed());
     }
     client.set_mode(set_mode(false)).await?;
@@ -84,7 +84,7 @@ async fn leader_failover(c: &mut Cluster, trial: usize) -> anyhow::Result<Durati
     let took = loop {
         let mut done = None;
         for client in clients.iter_mut() {
-            if client.set_mode(set_mode(trial % 2 == 0)).await.is_ok() {
+            if client.set_mode(set_mode(trial.is_multiple_of(2))).await.is_ok() {
                 done = Some(t0.elapsed());
                 break;
             }
