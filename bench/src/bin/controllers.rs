@@ -84,7 +84,11 @@ async fn leader_failover(c: &mut Cluster, trial: usize) -> anyhow::Result<Durati
     let took = loop {
         let mut done = None;
         for client in clients.iter_mut() {
-            if client.set_mode(set_mode(trial.is_multiple_of(2))).await.is_ok() {
+            if client
+                .set_mode(set_mode(trial.is_multiple_of(2)))
+                .await
+                .is_ok()
+            {
                 done = Some(t0.elapsed());
                 break;
             }
