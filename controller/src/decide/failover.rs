@@ -25,13 +25,26 @@ pub struct Wanted {
 }
 
 impl Decider {
+    /// The RTO starts at the first evidence of the failure: the primary's incident if one is
+    /// open, or its last sign of life if that is earlier (a lost host is only declared lost once
+    /// its lease has surely expired, but its clients lost it at its last message).
     pub(crate) fn want_failover(&mut self, group: &GroupName, reason: &str, now: Now) {
-        let detected = self
-            .desired
-            .group(group)
-            .and_then(|g| g.primary.as_ref())
+        let primary = self.desired.group(group).and_then(|g| g.primary.clone());
+        let incident = primary
+            .as_ref()
             .and_then(|p| self.desired.open_incident_for(group, Some(p)))
-            .map(|i| i.opened_at_unix_ms)
+            .map(|i| i.opened_at_unix_ms);
+        let last_seen = primary
+            .and_then(|p| self.members.get(&(group.clone(), p)))
+            .and_then(|m| m.last_seen)
+            .map(|t| {
+                now.unix_ms
+                    .saturating_sub(now.mono.saturating_sub(t).as_millis() as u64)
+            });
+        let detected = [incident, last_seen]
+            .into_iter()
+            .flatten()
+            .min()
             .unwrap_or(now.unix_ms);
         self.failover_wanted.entry(group.clone()).or_insert(Wanted {
             reason: reason.to_string(),

@@ -368,6 +368,20 @@ fn host_loss_fails_over_only_after_the_lease_surely_expired() {
         at >= granted_at + settings.lease_ttl + settings.lease_margin,
         "promoted at {at:?}, lease granted at {granted_at:?}"
     );
+    // The RTO counts from the primary's last sign of life, not from when it was declared lost.
+    let t =
+        w.d.desired()
+            .group(&g())
+            .unwrap()
+            .transition
+            .clone()
+            .unwrap();
+    let last_seen_unix = w.unix0 + granted_at.as_millis() as u64;
+    assert!(
+        t.detected_at_unix_ms <= last_seen_unix,
+        "detected at {} but last seen at {last_seen_unix}",
+        t.detected_at_unix_ms
+    );
     assert_eq!(w.epoch(), Epoch(2));
     assert!(w.primary() == Some(h("b")) || w.primary() == Some(h("c")));
 }
