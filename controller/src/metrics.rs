@@ -49,6 +49,9 @@ pub struct ControllerFacts {
     pub rpo_target_s: u64,
     /// When this controller last wrote a scheduled backup of the controller state.
     pub controller_backup_unix_s: Option<f64>,
+    /// This controller decides (Raft leader with a quorum), and the Raft term it knows.
+    pub leading: bool,
+    pub raft_term: u64,
 }
 
 /// What the catalog says about a group's backups and drills.
@@ -236,6 +239,26 @@ pub fn render(view: &StatusView, facts: &ControllerFacts) -> String {
         "erlmcp_dr_backup_rpo_target_seconds",
         &[],
         facts.rpo_target_s as f64,
+    );
+    f.header(
+        "erlmcp_dr_controller_leading",
+        "gauge",
+        "1 while this controller decides (Raft leader with a quorum), else 0.",
+    );
+    f.sample(
+        "erlmcp_dr_controller_leading",
+        &[],
+        if facts.leading { 1.0 } else { 0.0 },
+    );
+    f.header(
+        "erlmcp_dr_controller_raft_term",
+        "gauge",
+        "The Raft term this controller knows (grows with every leader election).",
+    );
+    f.sample(
+        "erlmcp_dr_controller_raft_term",
+        &[],
+        facts.raft_term as f64,
     );
     f.header(
         "erlmcp_dr_controller_backup_last_success_timestamp_seconds",

@@ -621,6 +621,8 @@ impl Runtime {
             backups: Vec::new(),
             rpo_target_s: 0,
             controller_backup_unix_s: None,
+            leading: self.decider.is_some() && self.stale_since.is_none(),
+            raft_term: self.leader_term.max(self.raft.standing().term),
         };
         let now_ms = unix_ms();
         let facts = ControllerFacts {
