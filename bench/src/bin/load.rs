@@ -67,6 +67,7 @@ struct Totals {
     sessions_up: AtomicUsize,
     reports: AtomicU64,
     failures: AtomicUsize,
+    refused: AtomicUsize,
     latencies: Mutex<Vec<Duration>>,
     /// Per primary: the longest time without a grant, in the window.
     worst_gap: Mutex<Vec<Duration>>,
@@ -152,6 +153,11 @@ async fn run_agent(
                     ControllerMessage::Welcome(w) => epoch = w.epoch,
                     ControllerMessage::Ack(ack) => epoch = ack.epoch,
                     ControllerMessage::LeaseGrant(g) => {
+                        if let Err(why) = &g.outcome
+                            && totals.refused.fetch_add(1, Ordering::Relaxed) < 3
+                        {
+                            eprintln!("{}: lease refused: {why}", a.host);
+                        }
                         if let Some(sent) = pending.remove(&g.request_id)
                             && g.outcome.is_ok()
                         {
@@ -325,7 +331,11 @@ async fn step(n: usize, args: &Args) -> anyhow::Result<Vec<String>> {
         fine(percentile(&lat, 50.0)),
         fine(percentile(&lat, 99.0)),
         fine(lat.iter().copied().max().unwrap_or_default()),
-        format!("{missed} of {}", gaps.len()),
+        format!(
+            "{missed} of {} ({} refusals)",
+            gaps.len(),
+            totals.refused.load(Ordering::Relaxed)
+        ),
         format!("{cpu:.0}%"),
         format!("{:.0}", rss_end as f64 / 1024.0),
         format!(
