@@ -1,7 +1,8 @@
 //! The runbook's LOGS & DIAGNOSTICS, as commands: the service log (tail, grep, follow) and a
 //! diagnostics bundle (tar.zst: the last N MiB of the log, config files with secrets redacted,
 //! `erl_crash.dump` if present, a metrics snapshot, the probe report, role and host facts),
-//! both streamed back in chunks.
+//! both streamed back in chunks. Every byte of both passes through a [`Scrubber`] first: no
+//! secret the agent knows of leaves the host this way.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -13,6 +14,8 @@ use regex::Regex;
 use tokio::sync::mpsc;
 
 use crate::commands::Ctx;
+use crate::config::AgentConfig;
+use crate::scrub::{Scrubber, setcookie_values};
 
 const CHUNK: usize = 64 * 1024;
 const MAX_LINES: u32 = 100_000;
@@ -26,7 +29,9 @@ fn chunk_msg(id: &str, data: Vec<u8>) -> pb::AgentMessage {
     .into()
 }
 
-/// Replace secret values in config text: cookies, passwords, tokens, keys.
+/// Replace secret values in config text: cookies, passwords, tokens, keys. A keyword whose value
+/// is not on its line (`{secret_access_key,` then the value on the next line, as formatters wrap
+/// long Erlang terms) has the next line redacted as well.
 pub fn redact(text: &str) -> String {
     let keyword = Regex::new(
         r"(?i)(cookie|secret|passw|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)",
@@ -34,8 +39,16 @@ pub fn redact(text: &str) -> String {
     .expect("static regex");
     let aws = Regex::new(r"AKIA[0-9A-Z]{16}").expect("static regex");
     let setcookie = Regex::new(r"(?i)(-setcookie)\s+\S+").expect("static regex");
+    let mut value_follows = false;
     text.lines()
         .map(|line| {
+            if value_follows {
+                if line.trim().is_empty() {
+                    return line.to_string();
+                }
+                value_follows = false;
+                return "<redacted>".to_string();
+            }
             let line = setcookie.replace_all(line, "$1 <redacted>").into_owned();
             let line = aws.replace_all(&line, "<redacted>").into_owned();
             if !keyword.is_match(&line) || line.contains("<redacted>") {
@@ -47,12 +60,27 @@ pub fn redact(text: &str) -> String {
                 .or_else(|| line.find(','))
                 .map(|i| i + 1);
             match cut {
-                Some(i) => format!("{} <redacted>", &line[..i]),
+                Some(i) => {
+                    value_follows = line[i..].trim().is_empty();
+                    format!("{} <redacted>", &line[..i])
+                }
                 None => "<redacted>".to_string(),
             }
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The secrets the agent can name: its own (cookie, S3 keys) and the cookies set in the config
+/// files it bundles (vm.args `-setcookie`), which are the service's cookie.
+pub fn scrubber(config: &AgentConfig) -> Scrubber {
+    let from_files = config
+        .diagnostics
+        .config_files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| setcookie_values(&t));
+    Scrubber::for_agent(config, from_files)
 }
 
 fn last_lines(path: &Path, lines: u32) -> std::io::Result<Vec<String>> {
@@ -100,6 +128,8 @@ pub async fn read_logs(
         lines.min(MAX_LINES)
     };
     let keep = |l: &str| filter.as_ref().is_none_or(|r| r.is_match(l));
+    // scrubbed before the filter sees them: --grep must not probe for a secret either
+    let scrub = scrubber(&ctx.config);
     let picked: Vec<String> = {
         let p2 = path.clone();
         let all = tokio::task::spawn_blocking(move || {
@@ -108,7 +138,11 @@ pub async fn read_logs(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut v: Vec<String> = all.into_iter().filter(|l| keep(l)).collect();
+        let mut v: Vec<String> = all
+            .into_iter()
+            .map(|l| scrub.text(&l))
+            .filter(|l| keep(l))
+            .collect();
         let n = v.len();
         v.drain(..n.saturating_sub(lines as usize));
         v
@@ -164,6 +198,7 @@ pub async fn read_logs(
         let complete: String = partial.drain(..=end).collect();
         let text: String = complete
             .lines()
+            .map(|l| scrub.text(l))
             .filter(|l| keep(l))
             .map(|l| format!("{l}\n"))
             .collect();
@@ -254,16 +289,17 @@ pub async fn bundle(
         let mut names: Vec<String> = Vec::new();
         let enc = zstd::stream::write::Encoder::new(writer, 3)?;
         let mut tar = tar::Builder::new(enc);
-        fn add<W: Write>(
-            tar: &mut tar::Builder<W>,
-            names: &mut Vec<String>,
-            name: String,
-            data: &[u8],
-        ) -> std::io::Result<()> {
-            add_bytes(tar, &name, data)?;
+        let scrub = scrubber(&config);
+        // every member but the crash dump: scrubbed here
+        let add = |tar: &mut tar::Builder<_>,
+                   names: &mut Vec<String>,
+                   name: String,
+                   data: &[u8]|
+         -> std::io::Result<()> {
+            add_bytes(tar, &name, &scrub.bytes(data))?;
             names.push(name);
             Ok(())
-        }
+        };
         if let Some(log) = &config.service.log_file {
             match tail_bytes(log, log_max) {
                 Ok(b) => add(&mut tar, &mut names, "logs/erlmcp.log".into(), &b)?,
@@ -305,10 +341,11 @@ pub async fn bundle(
         if let Some(dump) = &config.diagnostics.crash_dump
             && dump.is_file()
         {
+            // OTP writes the cookie atom into every crash dump; masked as it streams (same length)
             let mut h = tar::Header::new_gnu();
             let f = std::fs::File::open(dump)?;
             h.set_metadata(&f.metadata()?);
-            tar.append_data(&mut h, "erl_crash.dump", f)?;
+            tar.append_data(&mut h, "erl_crash.dump", scrub.masking_reader(f))?;
             names.push("erl_crash.dump".into());
         }
         add(
@@ -362,5 +399,14 @@ mod tests {
         assert!(r.contains("-name erlmcp@host"));
         assert!(r.contains("port = 8080"));
         assert!(r.contains("-setcookie <redacted>"));
+    }
+
+    #[test]
+    fn a_value_wrapped_onto_the_next_line_is_redacted_too() {
+        let text =
+            "[{erlmcp, [\n  {secret_access_key,\n\n      \"wrappedvalue\"},\n  {port, 8080}\n]}].";
+        let r = redact(text);
+        assert!(!r.contains("wrappedvalue"), "{r}");
+        assert!(r.contains("{port, 8080}"), "{r}");
     }
 }

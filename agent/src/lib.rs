@@ -11,6 +11,7 @@ pub mod http_server;
 pub mod lease;
 pub mod probe;
 pub mod role;
+pub mod scrub;
 pub mod service_ctl;
 pub mod session;
 pub mod standalone;

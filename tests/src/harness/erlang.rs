@@ -24,6 +24,11 @@ pub fn available() -> bool {
 
 impl ErlNode {
     pub fn start() -> anyhow::Result<ErlNode> {
+        ErlNode::start_with_cookie(&format!("c{}{}", std::process::id(), fastrand_like()))
+    }
+
+    /// A node whose cookie is `cookie` (a test that looks for the cookie where it must not be).
+    pub fn start_with_cookie(cookie: &str) -> anyhow::Result<ErlNode> {
         let dir = tempfile::tempdir()?;
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("erlang");
         let sources: Vec<PathBuf> = std::fs::read_dir(&src)?
@@ -40,14 +45,13 @@ impl ErlNode {
             "erlc: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let cookie = format!("c{}{}", std::process::id(), fastrand_like());
         let cookie_file = dir.path().join("cookie");
-        std::fs::write(&cookie_file, &cookie)?;
+        std::fs::write(&cookie_file, cookie)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&cookie_file, std::fs::Permissions::from_mode(0o600))?;
         let sname = format!("drt{}x{}", std::process::id(), fastrand_like());
         let mut child = Command::new("erl")
-            .args(["-sname", &sname, "-setcookie", &cookie, "-noshell", "-pa"])
+            .args(["-sname", &sname, "-setcookie", cookie, "-noshell", "-pa"])
             .arg(dir.path())
             .args(["-eval", "erlmcp_stub:start()"])
             .stdin(Stdio::null())
