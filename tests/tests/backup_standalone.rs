@@ -19,6 +19,25 @@ use dr_proto::process::{Sig, read_pid_file, signal};
 use dr_tests::harness::Bins;
 
 /// Every path under `root`: type, permission bits, and content or link target.
+/// Until `/proc/PID/stat` shows the process stopped (state `T`).
+fn wait_stopped(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if state == Some("T") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} did not stop: {stat}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 fn tree(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>)> {
     fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, (String, u32, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -185,6 +204,9 @@ fn standalone_backup_verify_and_restore_of_a_live_data_directory() {
 
     // 2. an incremental of a still tree, restored with its chain on a "fresh host"
     signal(standin.pid(), Sig::Stop).unwrap();
+    // SIGSTOP is asynchronous: snapshot only once the kernel shows the process stopped, or a
+    // write in flight lands after the snapshot.
+    wait_stopped(standin.pid());
     let snapshot = tree(&data);
     let out = agent(
         &bins,
@@ -221,9 +243,23 @@ fn standalone_backup_verify_and_restore_of_a_live_data_directory() {
             &fresh_s,
         ],
     ));
+    let restored = tree(&fresh);
+    let differing: Vec<&String> = restored
+        .keys()
+        .chain(snapshot.keys())
+        .filter(|k| restored.get(*k) != snapshot.get(*k))
+        .collect();
     assert!(
-        tree(&fresh) == snapshot,
-        "restored tree differs from the backed-up one"
+        differing.is_empty(),
+        "restored tree differs from the backed-up one at {differing:?}: restored {:?}, backed up {:?}",
+        differing
+            .first()
+            .and_then(|k| restored.get(*k))
+            .map(|n| String::from_utf8_lossy(&n.2).to_string()),
+        differing
+            .first()
+            .and_then(|k| snapshot.get(*k))
+            .map(|n| String::from_utf8_lossy(&n.2).to_string()),
     );
 
     // 3. a non-empty data directory is replaced only with --yes, and kept next to it
