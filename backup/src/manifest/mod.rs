@@ -9,6 +9,8 @@
 
 mod fast;
 mod json;
+#[cfg(test)]
+mod properties;
 pub(crate) mod view;
 
 use std::collections::HashMap;
