@@ -4,18 +4,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dr_proto::MAX_MESSAGE_BYTES;
+use dr_proto::identity::Permission;
 use dr_proto::pb::admin_server::AdminServer;
 use dr_proto::pb::agent_session_server::AgentSessionServer;
 use dr_proto::pb::raft_server::RaftServer;
 use dr_proto::tls::TlsMaterial;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 use crate::raft::service::RaftService;
 use crate::service::Shared;
 use crate::service::admin::AdminService;
 use crate::service::agent_session::AgentSessionService;
+use crate::service::auth::authorize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -76,10 +79,19 @@ pub async fn serve(ctl: Arc<Shared>, tls: Option<&TlsMaterial>) -> Result<(), Se
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(4 * MAX_MESSAGE_BYTES);
-    // Raft messages carry log entries and snapshots: a larger limit than agents get.
-    let raft = RaftServer::new(RaftService::new(ctl.raft.raft.clone(), ctl.insecure_dev))
-        .max_decoding_message_size(64 * MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(64 * MAX_MESSAGE_BYTES);
+    // Raft messages carry log entries and snapshots: a larger limit than agents get, so the
+    // caller is checked before its message is read (tonic decodes a unary request before the
+    // handler runs; without this any certificate could make the controller buffer 64 MiB per
+    // call). The handlers check again.
+    let insecure_dev = ctl.insecure_dev;
+    let raft = InterceptedService::new(
+        RaftServer::new(RaftService::new(ctl.raft.raft.clone(), insecure_dev))
+            .max_decoding_message_size(64 * MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(64 * MAX_MESSAGE_BYTES),
+        move |request: tonic::Request<()>| {
+            authorize(&request, Permission::Peer, insecure_dev).map(|_| request)
+        },
+    );
 
     let shutdown = ctl.shutdown.clone();
     let grpc = builder

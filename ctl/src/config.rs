@@ -45,6 +45,20 @@ pub fn locate(flag: Option<&Path>) -> Result<PathBuf, String> {
 impl DrctlConfig {
     pub fn load(file: &Path, insecure_dev: bool) -> Result<DrctlConfig, ConfigError> {
         let raw: RawConfig = config_file::load(file, ENV_PREFIX)?;
+        Self::validate(file, raw, insecure_dev)
+    }
+
+    /// Parse `text` as if read from `file`, without environment overrides (tests).
+    pub fn parse(file: &Path, text: &str, insecure_dev: bool) -> Result<DrctlConfig, ConfigError> {
+        let raw: RawConfig = config_file::parse(file, text, ENV_PREFIX, Vec::new())?;
+        Self::validate(file, raw, insecure_dev)
+    }
+
+    fn validate(
+        file: &Path,
+        raw: RawConfig,
+        insecure_dev: bool,
+    ) -> Result<DrctlConfig, ConfigError> {
         if raw.controllers.is_empty() {
             return Err(ConfigError::key(
                 file,

@@ -40,8 +40,8 @@ impl ConfigError {
     pub fn key(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
         ConfigError {
             file: file.to_path_buf(),
-            key: Some(key.into()),
-            problem: problem.into(),
+            key: Some(printable(key.into())),
+            problem: single_line(problem.into()),
         }
     }
 
@@ -49,9 +49,31 @@ impl ConfigError {
         ConfigError {
             file: file.to_path_buf(),
             key: None,
-            problem: problem.into(),
+            problem: single_line(problem.into()),
         }
     }
+}
+
+/// The binaries print a config error as their one line of output, so a problem that arrives on
+/// several lines (a regex parser's, with a caret under the bad spot) is joined.
+fn single_line(problem: String) -> String {
+    if !problem.contains(['\n', '\r']) {
+        return problem;
+    }
+    problem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A key as written in the file, control characters escaped (TOML allows any in quoted keys).
+fn printable(key: String) -> String {
+    if !key.contains(char::is_control) {
+        return key;
+    }
+    key.escape_default().to_string()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -237,6 +259,24 @@ mod tests {
         let e = p("host = 'a'\n[service]\nurl = 'u'\nprot = 1\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("service.prot"));
         assert!(e.problem.starts_with("unknown key"), "{e}");
+    }
+
+    #[test]
+    fn multi_line_problems_and_odd_keys_are_shown_on_one_line() {
+        // Found by tests/tests/config_parsing_properties.rs: a bad log.error_pattern printed the
+        // regex parser's three-line message.
+        let e = ConfigError::key(
+            Path::new("a.toml"),
+            "log.error_pattern",
+            "regex parse error:\n    (?[i)\n      ^\nerror: unrecognized flag",
+        );
+        assert_eq!(
+            e.to_string(),
+            "config a.toml: key `log.error_pattern`: regex parse error: (?[i) ^ error: unrecognized flag"
+        );
+        let e = p("host = 'a'\n[service]\nurl = 'u'\n\"a\\nb\" = 1\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("service.a\\nb"), "{e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]

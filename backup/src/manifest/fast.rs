@@ -67,14 +67,18 @@ impl<'a> Cursor<'a> {
         if self.i == start || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
             return None;
         }
+        // JSON has no leading zeros, and serde reads `-0` as a float, which no integer field
+        // takes: leave both to serde, which refuses them.
+        if (self.b[start] == b'0' && self.i - start > 1) || (neg && v == 0) {
+            return None;
+        }
         Some((neg, v))
     }
 
     fn u64(&mut self) -> Option<u64> {
         match self.digits()? {
             (false, v) => Some(v),
-            (true, 0) => Some(0),
-            _ => None,
+            (true, _) => None,
         }
     }
 

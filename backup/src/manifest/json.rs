@@ -314,6 +314,10 @@ impl Serialize for GroupEntries<'_> {
 /// Everything of a stored manifest but its entries.
 #[derive(Deserialize)]
 struct StoredHead {
+    /// An `entries` key before the one our layout puts last: the document has two, which serde
+    /// refuses, so the layout readers must not pick one.
+    #[serde(default)]
+    entries: Option<IgnoredAny>,
     backup: ManifestHeader,
     #[serde(default)]
     root: Option<RootAttrs>,
@@ -376,6 +380,7 @@ pub(crate) fn parse_stored(bytes: &[u8]) -> Result<Manifest, serde_json::Error> 
         }
     };
     let head = StoredHead {
+        entries: None,
         backup: top.backup,
         root: top.root,
         deleted: top.deleted,
@@ -396,13 +401,32 @@ fn parse_our_layout(bytes: &[u8]) -> Option<Manifest> {
     head.extend_from_slice(&bytes[..mark]);
     head.push(b'}');
     let head: StoredHead = serde_json::from_slice(&head).ok()?;
-    if head.backup.format != MANIFEST_FORMAT {
+    if head.backup.format != MANIFEST_FORMAT || head.entries.is_some() {
         return None;
     }
-    let rest = bytes.get(mark + ENTRIES_MARK.len()..)?.trim_ascii_end();
+    let rest = trim_json_end(bytes.get(mark + ENTRIES_MARK.len()..)?);
     let body = std::str::from_utf8(rest.strip_suffix(b"}")?).ok()?;
     let entries = super::fast::parse_entries(body, owner_of(head.root.as_ref()))?;
     Some(assemble(head, entries))
+}
+
+/// JSON's whitespace (not `u8::is_ascii_whitespace`, which also takes form feeds).
+fn is_json_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+fn trim_json_end(b: &[u8]) -> &[u8] {
+    let end = b
+        .iter()
+        .rposition(|&c| !is_json_space(c))
+        .map_or(0, |i| i + 1);
+    &b[..end]
+}
+
+fn trim_json(b: &[u8]) -> &[u8] {
+    let b = trim_json_end(b);
+    let start = b.iter().position(|&c| !is_json_space(c)).unwrap_or(b.len());
+    &b[start..]
 }
 
 /// The entries of a stored manifest read as a stream, one line (group) at a time, so a whole
@@ -443,7 +467,7 @@ impl<R: io::BufRead> EntryStream<R> {
             {
                 return Err(StreamError::Layout);
             }
-            if line.trim_ascii_end() == ENTRIES_LINE {
+            if trim_json_end(&line) == ENTRIES_LINE {
                 break;
             }
             head.extend_from_slice(&line);
@@ -453,7 +477,7 @@ impl<R: io::BufRead> EntryStream<R> {
         }
         head.push(b'}');
         let head: StoredHead = serde_json::from_slice(&head).map_err(|_| StreamError::Layout)?;
-        if head.backup.format != MANIFEST_FORMAT {
+        if head.backup.format != MANIFEST_FORMAT || head.entries.is_some() {
             return Err(StreamError::Layout);
         }
         let owner = owner_of(head.root.as_ref());
@@ -468,6 +492,24 @@ impl<R: io::BufRead> EntryStream<R> {
                 done: false,
             },
         ))
+    }
+
+    /// After the closing line only whitespace may follow, as for the whole-manifest reader:
+    /// a stream must not read a tree from a manifest that restore would refuse.
+    fn expect_end(&mut self) -> Result<(), StreamError> {
+        loop {
+            let chunk = self.reader.fill_buf().map_err(StreamError::Io)?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            if !chunk.iter().all(|&c| is_json_space(c)) {
+                return Err(StreamError::Json(de::Error::custom(
+                    "trailing characters after the end of the manifest",
+                )));
+            }
+            let n = chunk.len();
+            self.reader.consume(n);
+        }
     }
 
     /// The next entry in the stored order.
@@ -490,9 +532,10 @@ impl<R: io::BufRead> EntryStream<R> {
                     "manifest ends inside its entries",
                 )));
             }
-            let text = std::str::from_utf8(self.line.trim_ascii())
+            let text = std::str::from_utf8(trim_json(&self.line))
                 .map_err(|e| StreamError::Json(de::Error::custom(e)))?;
             if text == "]}" {
+                self.expect_end()?;
                 self.done = true;
                 continue;
             }
@@ -943,6 +986,82 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The sample manifest as `write_stored` writes it.
+    fn sample_stored() -> Vec<u8> {
+        let m = super::super::tests::sample();
+        let mut w = EntriesWriter::new(m.root.as_ref());
+        for e in &m.entries {
+            w.push(e);
+        }
+        let mut out = Vec::new();
+        write_stored(&mut out, &m.backup, None, &[], &[], &[], &w.finish()).unwrap();
+        out
+    }
+
+    fn sample_stored_with(from: &str, to: &str) -> Vec<u8> {
+        let text = String::from_utf8(sample_stored()).unwrap();
+        assert!(text.contains(from), "{from} not in {text}");
+        text.replacen(from, to, 1).into_bytes()
+    }
+
+    /// Whether the streaming reader reads a whole tree from `bytes`.
+    fn streams_whole(bytes: &[u8]) -> bool {
+        let Ok((_, mut stream)) = EntryStream::open(io::Cursor::new(bytes)) else {
+            return false;
+        };
+        loop {
+            match stream.next_entry() {
+                Ok(Some(_)) => {}
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Found by `manifest::properties::fast_reader_agrees_with_serde`: the fast reader took
+    /// `-0` and leading zeros, which JSON (and serde) refuse.
+    #[test]
+    fn the_fast_reader_refuses_numbers_serde_refuses() {
+        for (from, to) in [
+            ("\"i\":1", "\"i\":-0"),
+            ("\"i\":1", "\"i\":01"),
+            ("\"t\":1", "\"t\":-0"),
+            ("\"s\":3", "\"s\":-0"),
+        ] {
+            let bytes = sample_stored_with(from, to);
+            assert!(serde_json::from_slice::<Manifest>(&bytes).is_err(), "{to}");
+            assert!(parse_stored(&bytes).is_err(), "{to} accepted");
+        }
+    }
+
+    /// Found by `manifest::properties::fast_reader_agrees_with_serde`: with an `entries` key in
+    /// the head, our layout's reader took the second one where serde refuses the duplicate.
+    #[test]
+    fn a_second_entries_key_is_refused() {
+        let bytes = sample_stored_with("\n,\"entries\":", ",\"entries\":[]\n,\"entries\":");
+        assert!(serde_json::from_slice::<Manifest>(&bytes).is_err());
+        assert!(parse_stored(&bytes).is_err());
+        assert!(!streams_whole(&bytes));
+    }
+
+    /// Found by `manifest::properties::fast_reader_agrees_with_serde`: the streaming reader
+    /// stopped at the closing line and took a manifest with bytes after it (so an incremental
+    /// could build on a parent that restore refuses), and both layout readers trimmed form
+    /// feeds, which JSON does not count as whitespace.
+    #[test]
+    fn bytes_after_the_end_are_refused_by_every_reader() {
+        for tail in ["x", "\u{c}", "]}\n"] {
+            let mut bytes = sample_stored();
+            bytes.extend_from_slice(tail.as_bytes());
+            assert!(parse_stored(&bytes).is_err(), "{tail:?} accepted");
+            assert!(!streams_whole(&bytes), "{tail:?} streamed");
+        }
+        let mut bytes = sample_stored();
+        bytes.extend_from_slice(b" \n\t\r\n");
+        assert!(parse_stored(&bytes).is_ok());
+        assert!(streams_whole(&bytes));
     }
 
     #[test]

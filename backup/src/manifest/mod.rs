@@ -9,6 +9,8 @@
 
 mod fast;
 mod json;
+#[cfg(test)]
+mod properties;
 pub(crate) mod view;
 
 use std::collections::HashMap;
@@ -450,12 +452,14 @@ pub fn totals_of(
 
 impl Totals {
     /// Counts one entry of the tree (everything but `deleted`, `vanished`, `skipped`).
+    /// Byte counts saturate: sizes come from manifests, which may be hostile, and a sum that
+    /// wrapped could be made to match small totals (a saturated one only matches `u64::MAX`).
     pub fn add_entry(&mut self, e: &ManifestEntry) {
         self.entries += 1;
         match e.kind {
             EntryKind::File => {
                 self.files += 1;
-                self.file_bytes += e.size;
+                self.file_bytes = self.file_bytes.saturating_add(e.size);
             }
             EntryKind::Dir => self.dirs += 1,
             EntryKind::Symlink => self.symlinks += 1,
@@ -463,7 +467,7 @@ impl Totals {
         if e.origin.is_none() {
             self.archived_entries += 1;
             if e.kind == EntryKind::File {
-                self.archived_file_bytes += e.size;
+                self.archived_file_bytes = self.archived_file_bytes.saturating_add(e.size);
             }
         }
         self.changed_while_reading += u64::from(e.changed_while_reading);
@@ -475,7 +479,7 @@ impl Totals {
         match parent.kind {
             EntryKind::File => {
                 self.files += 1;
-                self.file_bytes += parent.size;
+                self.file_bytes = self.file_bytes.saturating_add(parent.size);
             }
             EntryKind::Dir => self.dirs += 1,
             EntryKind::Symlink => self.symlinks += 1,
@@ -597,6 +601,18 @@ mod tests {
         // Only the header is needed: a cut-off manifest still lists.
         let cut = json.iter().position(|&b| b == b'[').unwrap();
         assert_eq!(read_header(&json[..cut + 10]).unwrap(), m.backup);
+    }
+
+    /// Found by `manifest::properties`: sizes whose sum overflows panicked the totals check in
+    /// debug builds and wrapped in release ones.
+    #[test]
+    fn sizes_whose_sum_overflows_are_refused_not_a_panic() {
+        let mut m = sample();
+        m.entries[0].size = u64::MAX;
+        m.entries[2].size = u64::MAX;
+        assert!(m.check().is_err());
+        m.backup.totals = totals_of(&m.entries, 0, 0, 0);
+        assert_eq!(m.backup.totals.file_bytes, u64::MAX);
     }
 
     #[test]

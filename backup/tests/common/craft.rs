@@ -70,6 +70,48 @@ impl RawTar {
         self
     }
 
+    /// Appends a PAX extended header whose records apply to the next entry (`path=...`
+    /// overrides that entry's name, `size=...` its size).
+    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let mut body = Vec::new();
+        for (key, value) in records {
+            // "<len> <key>=<value>\n" where len counts the whole record, its own digits included.
+            let rest = key.len() + value.len() + 3;
+            let mut len = rest + rest.to_string().len();
+            if len.to_string().len() != rest.to_string().len() {
+                len += 1;
+            }
+            body.extend_from_slice(format!("{len} {key}=").as_bytes());
+            body.extend_from_slice(value);
+            body.push(b'\n');
+        }
+        self.header(
+            b"././@PaxHeader",
+            tar::EntryType::XHeader,
+            0o644,
+            body.len() as u64,
+            None,
+            |_| {},
+        );
+        self.data(&body);
+        self
+    }
+
+    /// Appends an entry whose header announces `declared` bytes while `data` (possibly fewer,
+    /// possibly none) follows.
+    pub fn lying(
+        &mut self,
+        path: &[u8],
+        kind: tar::EntryType,
+        mode: u32,
+        declared: u64,
+        data: &[u8],
+    ) -> &mut Self {
+        self.header(path, kind, mode, declared, None, |_| {});
+        self.data(data);
+        self
+    }
+
     fn header(
         &mut self,
         name: &[u8],
@@ -80,8 +122,11 @@ impl RawTar {
         extra: impl FnOnce(&mut tar::Header),
     ) {
         let mut h = tar::Header::new_gnu();
+        // Both fields hold 100 bytes; longer names are cut (use `entry` for a long path).
+        let name = &name[..name.len().min(100)];
         h.as_old_mut().name[..name.len()].copy_from_slice(name);
         if let Some(l) = link {
+            let l = &l[..l.len().min(100)];
             h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
         }
         h.set_entry_type(kind);

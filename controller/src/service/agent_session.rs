@@ -98,7 +98,10 @@ async fn run_session(
             Ok(Some(m)) => m,
             Ok(None) => break,
             Err(status) => {
+                // Too large, not protobuf, or the connection broke: end the session with the
+                // reason, so an agent that sent a bad message is told why (if it still listens).
                 tracing::debug!(host = %key.1, %status, "agent stream error");
+                let _ = tx.send(Err(status)).await;
                 break;
             }
         };

@@ -1,4 +1,4 @@
-use super::{MAX_DETAIL, ProtocolError, group, host, optional_host, text};
+use super::{MAX_DETAIL, ProtocolError, excerpt, group, host, optional_host, text};
 use crate::domain::{Epoch, Incident, RoleChange, TimelineEntry};
 use crate::pb;
 
@@ -8,8 +8,10 @@ fn parse<T: std::str::FromStr<Err = String>>(
     field: &'static str,
     s: &str,
 ) -> Result<T, ProtocolError> {
-    s.parse()
-        .map_err(|e: String| ProtocolError::OutOfRange { field, value: e })
+    s.parse().map_err(|e: String| ProtocolError::OutOfRange {
+        field,
+        value: excerpt(&e),
+    })
 }
 
 impl TryFrom<pb::Incident> for Incident {

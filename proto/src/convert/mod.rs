@@ -38,10 +38,23 @@ impl From<ProtocolError> for tonic::Status {
     }
 }
 
+/// Characters of a refused value an error repeats: enough to recognise it. The error is logged
+/// and sent back as a gRPC status message (an HTTP/2 trailer), so it must not grow with the
+/// peer's input.
+const MAX_ECHO: usize = 64;
+
+/// `s` as an error may repeat it: the first [`MAX_ECHO`] characters, and the length if cut.
+pub(crate) fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(MAX_ECHO) {
+        None => s.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
 pub(crate) fn host(field: &'static str, s: String) -> Result<HostName, ProtocolError> {
     HostName::new(s.clone()).map_err(|reason| ProtocolError::BadName {
         field,
-        value: s,
+        value: excerpt(&s),
         reason,
     })
 }
@@ -60,7 +73,7 @@ pub(crate) fn optional_host(
 pub(crate) fn group(field: &'static str, s: String) -> Result<GroupName, ProtocolError> {
     GroupName::new(s.clone()).map_err(|reason| ProtocolError::BadName {
         field,
-        value: s,
+        value: excerpt(&s),
         reason,
     })
 }

@@ -1,4 +1,4 @@
-use super::{MAX_DETAIL, ProtocolError, group, host, optional_host, text};
+use super::{MAX_DETAIL, ProtocolError, excerpt, group, host, optional_host, text};
 use crate::domain::{
     Action, AgentMessage, Command, CommandResult, CommandUpdate, ControllerMessage, Epoch, Health,
     HealthReport, Hello, LeaseGrant, LeaseRelease, LeaseRequest, Mode, ReportAck, Role, UpdateKind,
@@ -13,9 +13,13 @@ fn backup_id(field: &'static str, s: String) -> Result<Option<String>, ProtocolE
     if s.is_empty() {
         return Ok(None);
     }
-    crate::domain::valid_backup_id(&s)
-        .then_some(Some(s.clone()))
-        .ok_or(ProtocolError::OutOfRange { field, value: s })
+    if !crate::domain::valid_backup_id(&s) {
+        return Err(ProtocolError::OutOfRange {
+            field,
+            value: excerpt(&s),
+        });
+    }
+    Ok(Some(s))
 }
 
 /// Streamed chunks are cut by the agent well below the message limit.
@@ -516,6 +520,31 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn refused_values_are_echoed_only_in_part() {
+        // Found by tests/wire_input_never_panics.rs: the whole value went into the error, the
+        // log line and the gRPC status message.
+        let wire = pb::Hello {
+            protocol_version: 1,
+            host: "h".into(),
+            group: "x".repeat(1 << 20),
+            ..Default::default()
+        };
+        let text = Hello::try_from(wire).unwrap_err().to_string();
+        assert!(text.len() < 300, "{} bytes: {text:.100}", text.len());
+        assert!(text.contains("(1048576 bytes)"), "{text}");
+        let wire = pb::Command {
+            id: "c".into(),
+            epoch: 1,
+            action: Some(pb::command::Action::Drill(pb::Drill {
+                backup_id: "é".repeat(1 << 16),
+                from_host: String::new(),
+            })),
+        };
+        let text = Command::try_from(wire).unwrap_err().to_string();
+        assert!(text.len() < 300, "{} bytes: {text:.100}", text.len());
     }
 
     #[test]

@@ -1,0 +1,5 @@
+//! Generators shared by the protocol property tests.
+#![allow(dead_code)]
+
+pub mod domain;
+pub mod wire;
