@@ -70,10 +70,6 @@ impl LeaseWatch {
     }
 }
 
-fn drctl_at(c: &Cluster, i: usize, args: &[&str]) -> std::process::Output {
-    c.drctl_at(i, args)
-}
-
 fn try_json(out: &std::process::Output) -> Option<Value> {
     out.status
         .success()
@@ -176,10 +172,10 @@ async fn leader_killed_new_leader_within_two_seconds_without_failover_or_lease_l
     );
     // Any survivor answers drctl status.
     for i in (0..3).filter(|i| *i != old) {
-        let out = drctl_at(&c, i, &["status", "-o", "json"]);
+        let out = c.drctl_at(i, &["status", "-o", "json"]);
         let v: StatusView = serde_json::from_value(json(&out)).unwrap();
         assert_eq!(primary_and_epoch(&v), (primary.clone(), epoch));
-        let s = json(&drctl_at(&c, i, &["controller", "status", "-o", "json"]));
+        let s = json(&c.drctl_at(i, &["controller", "status", "-o", "json"]));
         assert_eq!(s["answered_by"], c.plan.controllers[i].id.as_str());
         assert_eq!(s["leader"], c.plan.controllers[new].id.as_str());
     }
@@ -190,8 +186,8 @@ async fn leader_killed_new_leader_within_two_seconds_without_failover_or_lease_l
         "the restarted controller to catch up",
         Duration::from_secs(15),
         || async move {
-            let s = try_json(&drctl_at(c2, old, &["controller", "status", "-o", "json"]))?;
-            let leader = try_json(&drctl_at(c2, new, &["controller", "status", "-o", "json"]))?;
+            let s = try_json(&c2.drctl_at(old, &["controller", "status", "-o", "json"]))?;
+            let leader = try_json(&c2.drctl_at(new, &["controller", "status", "-o", "json"]))?;
             (s["answered_by_leader"] == false
                 && s["leader"] == leader["leader"]
                 && s["last_applied"] == leader["last_applied"])
@@ -383,7 +379,7 @@ async fn controllers_are_added_and_removed_with_drctl_while_agents_report() {
         "the new controller to have the state",
         Duration::from_secs(10),
         || async move {
-            let out = drctl_at(c2, 3, &["status", "-o", "json"]);
+            let out = c2.drctl_at(3, &["status", "-o", "json"]);
             let v: StatusView = serde_json::from_slice(&out.stdout).ok()?;
             (v.group(GROUP)?.members.len() == 3).then_some(())
         },
