@@ -26,71 +26,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use dr_tests::harness::erlang::{self, ErlNode};
+use dr_tests::harness::s3::S3Server;
 use dr_tests::harness::{Cluster, ClusterOptions, in_ci, wait_until};
 
 const BUCKET: &str = "drsecrets";
 const REGION: &str = "us-east-1";
-
-mod s3 {
-    //! A real S3-protocol server (s3s over s3s-fs, signatures checked) on a free loopback port.
-    use std::net::SocketAddr;
-    use std::path::Path;
-
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder as ConnBuilder;
-    use s3s::auth::SimpleAuth;
-    use s3s::service::S3ServiceBuilder;
-
-    pub struct S3Server {
-        pub addr: SocketAddr,
-        rt: Option<tokio::runtime::Runtime>,
-    }
-
-    impl S3Server {
-        pub fn start(root: &Path, access_key: &str, secret_key: &str) -> S3Server {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.set_nonblocking(true).unwrap();
-            let addr = listener.local_addr().unwrap();
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            let mut builder = S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
-            builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
-            let service = builder.build();
-            rt.spawn(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let http = ConnBuilder::new(TokioExecutor::new());
-                loop {
-                    let Ok((sock, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let conn = http
-                        .serve_connection(TokioIo::new(sock), service.clone())
-                        .into_owned();
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-            });
-            S3Server { addr, rt: Some(rt) }
-        }
-
-        pub fn endpoint(&self) -> String {
-            format!("http://{}", self.addr)
-        }
-    }
-
-    impl Drop for S3Server {
-        fn drop(&mut self) {
-            // dropped inside the test's runtime: must not block
-            if let Some(rt) = self.rt.take() {
-                rt.shutdown_background();
-            }
-        }
-    }
-}
 
 /// The secrets of this run: unique values nobody else could write by chance, and free of the
 /// words (secret, cookie, token, key...) a keyword redactor looks for, so only a redaction that
@@ -326,7 +266,7 @@ async fn no_secret_reaches_a_log_a_bundle_or_an_error() {
     // the world around the cluster: S3, a webhook that refuses, an Erlang node with the cookie
     let s3_root = w.join("s3");
     std::fs::create_dir_all(s3_root.join(BUCKET)).unwrap();
-    let s3 = s3::S3Server::start(&s3_root, &secrets.s3_id, &secrets.s3_key);
+    let s3 = S3Server::start(&s3_root, &secrets.s3_id, &secrets.s3_key).unwrap();
     let seen: Seen = Arc::default();
     let app = Router::new()
         .route("/hook", post(refuse))

@@ -14,7 +14,12 @@ use drctl::pki::{PkiPlan, init as pki_init, names};
 
 use super::bins::{Bins, haproxy};
 use super::daemon::Daemon;
+use super::delay_proxy::DelayProxy;
+use super::disk::SmallDisk;
 use super::netns::NetNs;
+use super::s3::S3Server;
+use super::testnet::TestNet;
+use super::testnet_setup::{self, NetOptions};
 use super::wait::wait_until;
 
 #[derive(Clone, Debug)]
@@ -44,6 +49,9 @@ pub struct ClusterOptions {
     /// The controller's `[backup]` section body (schedule, retention). None: nothing scheduled,
     /// so only tests about backups see backups (every agent has a file:// store either way).
     pub backup_schedule: Option<String>,
+    /// Every host and controller in its own namespace on a private bridge, and what else the
+    /// fault scenarios need (see [`NetOptions`]).
+    pub net: NetOptions,
 }
 
 impl Default for ClusterOptions {
@@ -60,6 +68,7 @@ impl Default for ClusterOptions {
             netns_controllers: Vec::new(),
             promote_delay_ms: None,
             backup_schedule: None,
+            net: NetOptions::default(),
         }
     }
 }
@@ -75,6 +84,14 @@ pub struct Cluster {
     pub netns: Vec<Option<NetNs>>,
     /// Per controller: its network namespace, if it has one.
     pub controller_netns: Vec<Option<NetNs>>,
+    /// The private bridge, when `options.net.enabled`.
+    pub testnet: Option<TestNet>,
+    /// The in-process S3 server agents back up to, when `options.net.s3`.
+    pub s3: Option<S3Server>,
+    /// Per controller: the delay proxy agents dial it through, when `options.net.delay_proxy`.
+    pub proxies: Vec<DelayProxy>,
+    /// Per host: its small disk, if it has one.
+    pub disks: Vec<Option<SmallDisk>>,
     options: ClusterOptions,
     // last: removed after every process is gone
     dir: tempfile::TempDir,
@@ -99,6 +116,32 @@ impl Cluster {
             false,
         )?;
         let mut netns: Vec<Option<NetNs>> = plan.hosts.iter().map(|_| None).collect();
+        let mut controller_netns: Vec<Option<NetNs>> =
+            plan.controllers.iter().map(|_| None).collect();
+        let mut controller_sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let (mut testnet, mut s3, mut disks) = (None, None, Vec::new());
+        if options.net.enabled {
+            anyhow::ensure!(
+                options.netns_hosts.is_empty() && options.netns_controllers.is_empty(),
+                "net.enabled puts every member in a namespace already"
+            );
+            if !options.net.faketime_hosts.is_empty() {
+                anyhow::ensure!(
+                    testnet_setup::libfaketime().is_some(),
+                    "libfaketime is not installed (tests/run.sh installs it)"
+                );
+            }
+            let s = testnet_setup::place(&mut plan, &options.net)?;
+            controller_sans.push(s.net.root_ip.to_string());
+            for (i, ns) in s.hosts.into_iter().enumerate() {
+                netns[i] = Some(ns);
+            }
+            for (i, ns) in s.controllers.into_iter().enumerate() {
+                controller_sans.push(ns.ns_ip.to_string());
+                controller_netns[i] = Some(ns);
+            }
+            (testnet, s3, disks) = (Some(s.net), s.s3, s.disks);
+        }
         for &i in &options.netns_hosts {
             let ns = NetNs::create()?;
             let h = &mut plan.hosts[i];
@@ -111,9 +154,6 @@ impl Cluster {
             let c = &mut plan.controllers[0];
             c.grpc = std::net::SocketAddr::from(([0, 0, 0, 0], c.grpc.port()));
         }
-        let mut controller_netns: Vec<Option<NetNs>> =
-            plan.controllers.iter().map(|_| None).collect();
-        let mut controller_sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         for &i in &options.netns_controllers {
             let ns = NetNs::create()?;
             let c = &mut plan.controllers[i];
@@ -192,10 +232,28 @@ impl Cluster {
             // loopback
             plan.controllers[0].grpc = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
         }
+        let mut proxies = Vec::new();
+        if let Some(net) = testnet.as_ref().filter(|_| options.net.delay_proxy) {
+            for c in &plan.controllers {
+                let listen = std::net::SocketAddr::from((net.root_ip, 0));
+                proxies.push(DelayProxy::start(listen, c.grpc).await?);
+            }
+        }
+        let proxy_addrs: Vec<std::net::SocketAddr> = proxies.iter().map(|p| p.listen).collect();
         for (i, h) in plan.hosts.iter().enumerate() {
             std::fs::create_dir_all(h.data_dir())?;
             let mut text = layout::agent_toml(&plan, h, &bins.standin());
-            if let Some(ns) = &netns[i] {
+            if options.net.enabled {
+                text = testnet_setup::agent_toml(
+                    &text,
+                    &plan,
+                    i,
+                    &bins.standin(),
+                    (!proxy_addrs.is_empty()).then_some(&proxy_addrs[..]),
+                    s3.as_ref(),
+                )?;
+                std::fs::write(h.dir.join("faketime.rc"), "+0\n")?;
+            } else if let Some(ns) = &netns[i] {
                 // the controller as seen from inside the namespace; its certificate names localhost
                 let url = format!("https://{}:{grpc_port}", ns.root_ip);
                 text = text
@@ -243,6 +301,10 @@ impl Cluster {
             haproxy: None,
             netns,
             controller_netns,
+            testnet: testnet.take(),
+            s3: s3.take(),
+            proxies,
+            disks,
             options,
             dir,
         };
@@ -352,6 +414,33 @@ impl Cluster {
             }
             None => (program.to_path_buf(), args.to_vec()),
         }
+    }
+
+    /// `program args` under libfaketime if host `i` runs with a fake clock.
+    fn faked(&self, i: usize, program: &std::path::Path, args: &[String]) -> (PathBuf, Vec<String>) {
+        match self.options.net.faketime_hosts.contains(&i) {
+            true => testnet_setup::with_faketime(&self.faketime_file(i), program, args),
+            false => (program.to_path_buf(), args.to_vec()),
+        }
+    }
+
+    /// The clock offset file of host `i` (libfaketime syntax: `+0`, `+1h`, `-1h`), read by its
+    /// agent at most a second later.
+    pub fn faketime_file(&self, i: usize) -> PathBuf {
+        self.plan.hosts[i].dir.join("faketime.rc")
+    }
+
+    /// Set host `i`'s wall-clock offset (libfaketime syntax, e.g. `+1h`).
+    pub fn set_clock_offset(&self, i: usize, offset: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.options.net.faketime_hosts.contains(&i),
+            "host {i} does not run under libfaketime (net.faketime_hosts)"
+        );
+        let path = self.faketime_file(i);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{offset}\n"))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -485,7 +574,7 @@ impl Cluster {
 
     pub fn start_agent(&mut self, i: usize) -> anyhow::Result<()> {
         let h = self.plan.hosts[i].clone();
-        let (program, args) = self.host_command(
+        let (program, args) = self.faked(
             i,
             &self.bins.agent(),
             &[
@@ -494,6 +583,7 @@ impl Cluster {
                 h.agent_config().display().to_string(),
             ],
         );
+        let (program, args) = self.host_command(i, &program, &args);
         let d = Daemon::spawn(
             &format!("agent {}", h.host),
             &program,
@@ -506,8 +596,12 @@ impl Cluster {
 
     /// Start the stand-in of host `i` the way its agent would (`service.start`).
     pub fn start_standin(&self, i: usize) -> anyhow::Result<()> {
-        let start = layout::standin_start(&self.plan.hosts[i], &self.bins.standin());
-        let (program, args) = self.host_command(i, std::path::Path::new(&start[0]), &start[1..]);
+        let start = match self.options.net.enabled {
+            true => testnet_setup::standin_start(&self.plan, i, &self.bins.standin()),
+            false => layout::standin_start(&self.plan.hosts[i], &self.bins.standin()),
+        };
+        let (program, args) = self.faked(i, std::path::Path::new(&start[0]), &start[1..]);
+        let (program, args) = self.host_command(i, &program, &args);
         let out = Command::new(program).args(args).output()?;
         anyhow::ensure!(
             out.status.success(),

@@ -9,9 +9,17 @@ pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
+pub mod delay_proxy;
+pub mod disk;
 pub mod erlang;
 pub mod http;
 pub mod netns;
+pub mod s3;
+pub mod scenario;
+pub mod scenario_steps;
+pub mod split_brain;
+pub mod testnet;
+pub mod testnet_setup;
 pub mod wait;
 
 pub use bins::Bins;

@@ -57,6 +57,19 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         grace_ms: u64,
     },
+    /// Poll an agent's `/primary` and a stand-in's role every `every_ms` and append
+    /// `unix_ms primary_code role epoch` lines to `out` (split-brain evidence, run inside the
+    /// host's network namespace so it sees the host even while cut off).
+    Watch {
+        #[arg(long)]
+        agent: SocketAddr,
+        #[arg(long)]
+        service: SocketAddr,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        every_ms: u64,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -85,6 +98,9 @@ struct RunArgs {
     /// Simulated boot time before the port opens.
     #[arg(long, default_value_t = 0)]
     boot_ms: u64,
+    /// Another member's service address (repeat): client receipts are replicated to a majority.
+    #[arg(long = "peer")]
+    peers: Vec<SocketAddr>,
 }
 
 impl RunArgs {
@@ -110,6 +126,10 @@ impl RunArgs {
             v.push("--pid-file".into());
             v.push(p.display().to_string());
         }
+        for p in &self.peers {
+            v.push("--peer".into());
+            v.push(p.to_string());
+        }
         v
     }
 }
@@ -121,6 +141,12 @@ pub fn main() -> ExitCode {
         Cmd::Daemon(args) => daemon(args),
         Cmd::Stop { pid_file, grace_ms } => stop(&pid_file, Duration::from_millis(grace_ms)),
         Cmd::Role { addr, role } => set_role(addr, &role),
+        Cmd::Watch {
+            agent,
+            service,
+            out,
+            every_ms,
+        } => super::watch::run(agent, service, &out, Duration::from_millis(every_ms)),
         Cmd::VerifyData { data_dir } => match super::receipts::verify(&data_dir) {
             Ok(report) => {
                 println!("{report}");
@@ -312,6 +338,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         receipts,
         seq: seq.into(),
         log,
+        peers: args.peers.clone(),
     });
     s.log.info(
         "erlmcp_server",

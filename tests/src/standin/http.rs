@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -40,6 +40,9 @@ pub struct Standin {
     pub receipts: ReceiptStore,
     pub seq: AtomicU64,
     pub log: Logger,
+    /// Other members' service addresses: client receipts are replicated to them (see
+    /// [`super::replication`]); empty: a lone stand-in that takes writes in any role.
+    pub peers: Vec<std::net::SocketAddr>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -154,6 +157,10 @@ pub fn router(s: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/receipts", post(post_receipt))
         .route("/receipts/{id}", get(get_receipt))
+        .route(
+            "/replica/receipts/{id}",
+            put(put_replica_receipt).get(get_replica_receipt),
+        )
         .route("/control/fault/{kind}", post(control_fault))
         .route("/control/clear", post(control_clear))
         .route("/control/set", post(control_set))
@@ -268,9 +275,31 @@ async fn post_receipt(State(s): State<Shared>, body: Bytes) -> Response {
             json!({"error": "internal error", "host": s.host}),
         );
     }
+    let (role, _) = lock(&s.role).clone();
+    if !s.peers.is_empty() && role != "primary" {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": format!("not the primary (role {role})"), "host": s.host}),
+        );
+    }
     let seq = s.seq.fetch_add(1, Ordering::Relaxed);
     match s.receipts.write_client(&s.host, seq, &payload) {
         Ok(id) => {
+            if !s.peers.is_empty() {
+                let bytes = s.receipts.read_client(&id).ok().flatten().unwrap_or_default();
+                let acks = super::replication::replicate(&s.peers, &id, &bytes).await;
+                let needed = super::replication::peer_acks_needed(s.peers.len());
+                if acks < needed {
+                    s.log.warning(
+                        "erlmcp_session_replicator",
+                        &format!("receipt {id} reached {acks} of {needed} peers needed: refused"),
+                    );
+                    return json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": format!("not replicated to a majority ({acks} of {needed} peers)"), "host": s.host}),
+                    );
+                }
+            }
             s.record(true);
             let (role, epoch) = lock(&s.role).clone();
             json_response(
@@ -292,6 +321,45 @@ async fn post_receipt(State(s): State<Shared>, body: Bytes) -> Response {
 
 async fn get_receipt(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     let _f = InFlight::new(&s);
+    s.gate().await;
+    match s.receipts.read_client(&id) {
+        Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Ok(None) => match super::replication::fetch(&s.peers, &id).await {
+            Some(bytes) => {
+                let _ = s.receipts.store_client(&id, &bytes);
+                ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+            }
+            None => json_response(StatusCode::NOT_FOUND, json!({"error": "no such receipt"})),
+        },
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
+    }
+}
+
+/// A peer's copy of a client receipt (any role stores it).
+async fn put_replica_receipt(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    s.gate().await;
+    if body.len() > 2 * MAX_CLIENT_BODY || serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return bad_request("a replica receipt must be JSON".into());
+    }
+    match s.receipts.store_client(&id, &body) {
+        Ok(true) => json_response(StatusCode::CREATED, json!({"id": id})),
+        Ok(false) => bad_request(format!("invalid receipt id {id:?}")),
+        Err(e) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": format!("cannot store: {e}")}),
+        ),
+    }
+}
+
+/// This member's own copy only (no asking further peers).
+async fn get_replica_receipt(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     s.gate().await;
     match s.receipts.read_client(&id) {
         Ok(Some(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),

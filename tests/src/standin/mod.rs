@@ -15,6 +15,11 @@
 //! - flap: alternates healthy and 503 every `period_ms`;
 //! - memory: allocates `mib_per_s` MiB per second (real memory, reported in the metrics).
 //!
+//! With `--peer ADDR` (each other member), client receipts are replicated: only the primary
+//! takes them, and acknowledges once a majority stored them (`replication`).
+//! `watch` polls one host's agent `/primary` and stand-in role into a file, for split-brain
+//! checks from inside the host's network namespace.
+//!
 //! Commands mirror erlmcp's release script: `run` (foreground), `daemon` (start in the
 //! background, return once it answers), `stop` (SIGTERM via the pid file, SIGKILL after a grace).
 
@@ -23,5 +28,7 @@ mod faults;
 mod http;
 mod logger;
 mod receipts;
+mod replication;
+mod watch;
 
 pub use cli::main;

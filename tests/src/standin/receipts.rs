@@ -123,6 +123,15 @@ impl ReceiptStore {
         Ok(id)
     }
 
+    /// A client receipt written elsewhere (a peer's copy); false for an invalid id.
+    pub fn store_client(&self, id: &str, bytes: &[u8]) -> std::io::Result<bool> {
+        if !valid_id(id) {
+            return Ok(false);
+        }
+        write_atomic(&self.dir.join("client").join(format!("{id}.json")), bytes)?;
+        Ok(true)
+    }
+
     pub fn read_client(&self, id: &str) -> std::io::Result<Option<Vec<u8>>> {
         if !valid_id(id) {
             return Ok(None);
