@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use dr_proto::domain::{AgentRoleState, Epoch, HostName, Role};
 
+/// The lease ttl assumed before the first grant said otherwise (the controller's default).
+const DEFAULT_TTL: Duration = Duration::from_millis(2000);
+
 /// Something the owner of the machine must do now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -42,6 +45,10 @@ pub struct RoleMachine {
     pub was_primary_before_restart: bool,
     sent: HashMap<u64, Instant>,
     next_request: u64,
+    /// When the oldest lease request still without any answer was sent (None: all answered).
+    unanswered_since: Option<Instant>,
+    /// The ttl of the last grant.
+    last_ttl: Option<Duration>,
 }
 
 impl Default for RoleMachine {
@@ -58,6 +65,8 @@ impl Default for RoleMachine {
             was_primary_before_restart: false,
             sent: HashMap::new(),
             next_request: 1,
+            unanswered_since: None,
+            last_ttl: None,
         }
     }
 }
@@ -126,6 +135,7 @@ impl RoleMachine {
         let id = self.next_request;
         self.next_request += 1;
         self.sent.insert(id, now);
+        self.unanswered_since.get_or_insert(now);
         // forget very old requests (lost answers)
         self.sent
             .retain(|_, t| now.saturating_duration_since(*t) < Duration::from_secs(30));
@@ -142,8 +152,11 @@ impl RoleMachine {
         let Some(sent_at) = self.sent.remove(&request_id) else {
             return Vec::new();
         };
+        // the session carries answers again; a request sent after this one may still be out
+        self.unanswered_since = self.sent.values().filter(|t| **t > sent_at).min().copied();
         match outcome {
             Ok(ttl_ms) if epoch == self.told_epoch && !self.released => {
+                self.last_ttl = Some(Duration::from_millis(u64::from(ttl_ms)));
                 let until = sent_at + Duration::from_millis(u64::from(ttl_ms));
                 self.lease_until = Some(self.lease_until.map_or(until, |u| u.max(until)));
                 if self.fenced {
@@ -165,6 +178,21 @@ impl RoleMachine {
                 self.fence_if_needed()
             }
         }
+    }
+
+    /// A new session with a controller: requests sent on the old one will never be answered.
+    pub fn session_started(&mut self) {
+        self.sent.clear();
+        self.unanswered_since = None;
+    }
+
+    /// The session stalled: a lease request has gone unanswered for half the lease ttl (the
+    /// controller is cut off, hung, or lost its quorum). Move to another controller now, while
+    /// the lease still runs, rather than let it lapse waiting for TCP keepalives to notice.
+    pub fn lease_stalled(&self, now: Instant) -> bool {
+        let limit = self.last_ttl.unwrap_or(DEFAULT_TTL) / 2;
+        self.unanswered_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= limit)
     }
 
     /// Called often: fence when the lease ran out.
@@ -272,6 +300,28 @@ mod tests {
         let (id, e) = m.want_lease(t0).unwrap();
         m.lease_answer(id, e, Ok(2000));
         m
+    }
+
+    #[test]
+    fn renewals_unanswered_for_half_the_ttl_stall_the_session() {
+        let t0 = Instant::now();
+        let mut m = primary_with_lease(t0);
+        let ms = |n| t0 + Duration::from_millis(n);
+        // answered renewals never stall, however long the session lives
+        let (id, e) = m.want_lease(ms(250)).unwrap();
+        m.lease_answer(id, e, Ok(2000));
+        assert!(!m.lease_stalled(ms(5000)));
+        // a slow answer is not a stall while a younger request is out
+        let (slow, e) = m.want_lease(ms(500)).unwrap();
+        m.want_lease(ms(750)).unwrap();
+        m.lease_answer(slow, e, Ok(2000));
+        assert!(!m.lease_stalled(ms(1700)));
+        // nothing answered since 750 ms: half the 2 s ttl later, stalled
+        m.want_lease(ms(1000)).unwrap();
+        assert!(m.lease_stalled(ms(1750)));
+        // a new session starts clean
+        m.session_started();
+        assert!(!m.lease_stalled(ms(1800)));
     }
 
     #[test]

@@ -21,6 +21,8 @@ use crate::state::AgentState;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often a session checks that lease renewals are still answered.
+const STALL_CHECK: Duration = Duration::from_millis(100);
 /// A session that lived this long resets the backoff.
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 
@@ -192,6 +194,12 @@ impl Session {
         self.state.set_link(Some(tx.clone()));
         // Send the latest report at once, then every new one.
         self.reports.mark_changed();
+        self.state.with_role(|m| {
+            m.session_started();
+            ((), Vec::new())
+        });
+        let mut stall_check = tokio::time::interval(STALL_CHECK);
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ended = |reason: String| SessionError::Ended {
             url: url.to_string(),
             reason,
@@ -199,6 +207,11 @@ impl Session {
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(()),
+                _ = stall_check.tick() => {
+                    if self.state.with_role(|m| (m.lease_stalled(Instant::now()), Vec::new())) {
+                        return Err(ended("no answer to lease renewals for half the lease ttl: trying another controller".into()));
+                    }
+                }
                 changed = self.reports.changed() => {
                     if changed.is_err() {
                         return Ok(());
