@@ -126,7 +126,8 @@ async fn take(
     let data_dir = ctx.config.service.data_dir.clone();
     let (group, host) = (loc.group().to_string(), loc.host().to_string());
     let level = settings.zstd_level;
-    blocking(move || {
+    let watch = deadline.clone();
+    let job = blocking(move || {
         let req = BackupRequest {
             data_dir: &data_dir,
             group: &group,
@@ -138,10 +139,9 @@ async fn take(
             },
             progress: Some(&sink),
         };
-        create_backup(&deadline, &req)
-    })
-    .await?
-    .map_err(|e| e.to_string())
+        create_backup(&deadline, &req).map_err(|e| e.to_string())
+    });
+    watch.within("backup", async { job.await? }).await
 }
 
 /// Verifies one backup of `from_host` (default this host). A backup found bad is a result

@@ -46,6 +46,32 @@ impl DeadlineStore {
     }
 }
 
+impl DeadlineStore {
+    /// Await `job` (a blocking store job through this wrapper), but give up shortly after the
+    /// deadline. A store call that hangs inside its client (a black-holed S3 endpoint: the SDK
+    /// waits minutes on a dead connection) never reaches this wrapper's checks, so the command
+    /// must not wait on it. The abandoned thread ends at its next store operation, which is
+    /// refused; as every commit marker is written last and through this wrapper, the job can
+    /// commit nothing more unless a write already under way when the deadline passed completes.
+    pub async fn within<T>(
+        &self,
+        what: &str,
+        job: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let wait = self.deadline.saturating_duration_since(Instant::now()) + GIVE_UP_GRACE;
+        match tokio::time::timeout(wait, job).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "{what}: the store did not answer within the configured {} s (key `backup.timeout_s`): gave up waiting; nothing was committed unless a write already under way completes later (then it is complete and verifiable)",
+                self.limit.as_secs()
+            )),
+        }
+    }
+}
+
+/// After the deadline, how long a job gets to fail on its own before the command stops waiting.
+const GIVE_UP_GRACE: Duration = Duration::from_secs(2);
+
 fn expired(deadline: Instant, limit: Duration) -> Option<io::Error> {
     (Instant::now() >= deadline).then(|| {
         io::Error::new(

@@ -13,6 +13,7 @@
 pub mod backup;
 pub mod deadline;
 pub mod drill;
+pub mod fallback;
 pub mod progress;
 pub mod records;
 pub mod restore;

@@ -63,7 +63,8 @@ pub async fn restore(
     let deadline = DeadlineStore::new(store, settings.timeout);
     let sink = CommandProgress::new(out, id, "restore");
     let (dd, st) = (data_dir.clone(), staging.clone());
-    let report = blocking(move || {
+    let watch = deadline.clone();
+    let job = blocking(move || {
         let req = RestoreRequest {
             group: loc.group(),
             host: loc.host(),
@@ -73,10 +74,15 @@ pub async fn restore(
             options: RestoreOptions::default(),
             progress: Some(&sink),
         };
-        restore_chain(&deadline, &req)
-    })
-    .await?
-    .map_err(|e| format!("{e}; the service was not touched"))?;
+        restore_chain(&deadline, &req).map_err(|e| {
+            let hint = super::fallback::previous_good_hint(&deadline, &loc, wanted.as_ref());
+            format!("{e}{hint}")
+        })
+    });
+    let report = watch
+        .within("restore", async { job.await? })
+        .await
+        .map_err(|e| format!("{e}; the service was not touched"))?;
 
     let bid = report.backup.to_string();
     let mut env = ctx.env(ctx.state.last_epoch_seen(), None, None);
