@@ -62,6 +62,42 @@ impl SmallDisk {
         Ok(written)
     }
 
+    /// Fill the disk, then give back `keep` bytes: the next writer runs out part way.
+    pub fn fill_leaving(&self, keep: u64) -> anyhow::Result<()> {
+        let written = self.fill()?;
+        let f = std::fs::OpenOptions::new().write(true).open(self.ballast())?;
+        f.set_len(written.saturating_sub(keep))?;
+        Ok(())
+    }
+
+    /// A thread that fills the disk the moment `trigger` exists (polled every millisecond, for
+    /// at most `within`): the disk runs out in the middle of whatever created `trigger`. The
+    /// handle says whether it fired.
+    pub fn fill_when_exists(
+        &self,
+        trigger: PathBuf,
+        within: std::time::Duration,
+    ) -> std::thread::JoinHandle<bool> {
+        let disk = SmallDisk {
+            mount: self.mount.clone(),
+        };
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + within;
+            let fired = loop {
+                if trigger.exists() {
+                    break disk.fill().is_ok();
+                }
+                if std::time::Instant::now() > until {
+                    break false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            };
+            // a copy for the thread: not the owner of the mount
+            std::mem::forget(disk);
+            fired
+        })
+    }
+
     /// Free bytes on the disk now.
     pub fn free_bytes(&self) -> u64 {
         rustix::fs::statvfs(&self.mount)

@@ -220,6 +220,60 @@ impl NetNs {
         ])
     }
 
+    /// Let only `per_second` TCP packets a second through to `ip:port` (drop the rest), so a
+    /// transfer to it is slow enough to be caught in the middle; [`Self::throttled_bytes`]
+    /// counts what went through. (veth offloads: one "packet" may carry up to 64 KiB.)
+    pub fn throttle_tcp_to(&self, ip: Ipv4Addr, port: u16, per_second: u32) -> anyhow::Result<()> {
+        let (ip, port) = (ip.to_string(), port.to_string());
+        self.iptables(&[
+            "-I", "OUTPUT", "1", "-d", &ip, "-p", "tcp", "--dport", &port, "-j", "DROP",
+        ])?;
+        self.iptables(&[
+            "-I",
+            "OUTPUT",
+            "1",
+            "-d",
+            &ip,
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-m",
+            "limit",
+            "--limit",
+            &format!("{per_second}/second"),
+            "--limit-burst",
+            "2",
+            "-j",
+            "ACCEPT",
+        ])
+    }
+
+    /// Bytes the throttle let through so far.
+    pub fn throttled_bytes(&self) -> u64 {
+        self.counted_column("OUTPUT", "ACCEPT", 1)
+    }
+
+    fn counted(&self, chain: &str, target: &str) -> u64 {
+        self.counted_column(chain, target, 0)
+    }
+
+    /// Sum of column `column` (0: packets, 1: bytes) of `chain`'s rules jumping to `target`.
+    fn counted_column(&self, chain: &str, target: &str, column: usize) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.name, "iptables", "-w", "-L", chain, "-v", "-n", "-x",
+            ])
+            .output();
+        let Ok(out) = out else { return 0 };
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(2)
+            .filter(|l| l.split_whitespace().nth(2) == Some(target))
+            .filter_map(|l| l.split_whitespace().nth(column)?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Remove every fault rule of this namespace.
     pub fn heal_faults(&self) -> anyhow::Result<()> {
         self.iptables(&["-F", "INPUT"])?;
@@ -228,26 +282,7 @@ impl NetNs {
 
     /// Packets dropped so far by this namespace's fault rules (proof a fault took effect).
     pub fn dropped_packets(&self) -> u64 {
-        let mut total = 0;
-        for chain in ["INPUT", "OUTPUT"] {
-            let out = Command::new("ip")
-                .args([
-                    "netns", "exec", &self.name, "iptables", "-w", "-L", chain, "-v", "-n", "-x",
-                ])
-                .output();
-            if let Ok(out) = out {
-                for line in String::from_utf8_lossy(&out.stdout).lines().skip(2) {
-                    if line.contains("DROP") {
-                        total += line
-                            .split_whitespace()
-                            .next()
-                            .and_then(|p| p.parse::<u64>().ok())
-                            .unwrap_or(0);
-                    }
-                }
-            }
-        }
-        total
+        self.counted("INPUT", "DROP") + self.counted("OUTPUT", "DROP")
     }
 }
 
