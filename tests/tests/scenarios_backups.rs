@@ -11,7 +11,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dr_tests::harness::scenario::Scenario;
-use dr_tests::harness::scenario_steps::{options, role_changes, until, wait_all_green};
+use dr_tests::harness::scenario_steps::{
+    options, prerequisites, role_changes, until, wait_all_green,
+};
 use dr_tests::harness::{Cluster, http, wait_until};
 
 fn ok(out: &Output) -> String {
@@ -74,6 +76,9 @@ async fn reconfigure_agent(c: &mut Cluster, i: usize, starts: &str, with: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_unreachable_during_a_backup() {
+    if !prerequisites() {
+        return;
+    }
     let mut o = options(3, 1);
     o.net.s3 = true;
     let mut c = Cluster::start(o).await.unwrap();
@@ -102,13 +107,17 @@ async fn s3_unreachable_during_a_backup() {
             .unwrap();
         (out, started.elapsed())
     });
-    let under_way = until("the upload to be under way", Duration::from_secs(20), || {
-        ns.throttled_bytes() > 1 << 20
-    })
+    let under_way = until(
+        "the upload to be under way",
+        Duration::from_secs(20),
+        || ns.throttled_bytes() > 1 << 20,
+    )
     .await;
     if let Err(e) = under_way {
         let rules = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "iptables", "-L", "OUTPUT", "-v", "-n", "-x"])
+            .args([
+                "netns", "exec", &ns.name, "iptables", "-L", "OUTPUT", "-v", "-n", "-x",
+            ])
             .output()
             .unwrap();
         let (out, _) = backup.await.unwrap();
@@ -141,9 +150,9 @@ async fn s3_unreachable_during_a_backup() {
     assert_eq!(listed[0]["verified"], true, "{listed:?}");
     assert_eq!(store_list(&c, 1).len(), 1);
     let id = listed[0]["id"].as_str().unwrap().to_string();
-    let v: serde_json::Value = serde_json::from_str(&ok(&c.drctl(&[
-        "backup", "verify", &id, "--deep", "-o", "json",
-    ])))
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        &c.drctl(&["backup", "verify", &id, "--deep", "-o", "json"])
+    ))
     .unwrap();
     assert_eq!(v["valid"], true, "{v}");
     let first_line = err.lines().next().unwrap_or_default().to_string();
@@ -157,12 +166,17 @@ async fn s3_unreachable_during_a_backup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_during_a_restore() {
+    if !prerequisites() {
+        return;
+    }
     let mut o = options(3, 1);
     o.net.small_disks = vec![(2, 64)];
     let c = Cluster::start(o).await.unwrap();
     random_file(&c.host(1).data_dir(), 16);
     ok(&c.drctl(&["backup", "create", "--host", "erlmcp2", "--wait"]));
-    let mut s = Scenario::begin(&c, "disk_full_during_restore").await.unwrap();
+    let mut s = Scenario::begin(&c, "disk_full_during_restore")
+        .await
+        .unwrap();
     let data = c.host(2).data_dir();
     std::fs::write(data.join("only-on-erlmcp3.txt"), b"keep me").unwrap();
     let disk = c.disks[2].as_ref().unwrap();
@@ -182,7 +196,10 @@ async fn disk_full_during_a_restore() {
         "--wait",
     ]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(filler.join().unwrap(), "the disk was not filled during the restore");
+    assert!(
+        filler.join().unwrap(),
+        "the disk was not filled during the restore"
+    );
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("restore failed"), "{err}");
     assert!(
@@ -219,6 +236,9 @@ fn unix_s() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_backup() {
+    if !prerequisites() {
+        return;
+    }
     let c = Cluster::start(options(3, 1)).await.unwrap();
     random_file(&c.host(1).data_dir(), 2);
     ok(&c.drctl(&["backup", "create", "--host", "erlmcp2", "--wait"]));
@@ -252,10 +272,9 @@ async fn corrupted_backup() {
     }
     std::fs::write(&archive, bytes).unwrap();
     // detected by verify...
-    let v: serde_json::Value = serde_json::from_slice(
-        &c.drctl(&["backup", "verify", &newest, "-o", "json"]).stdout,
-    )
-    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&c.drctl(&["backup", "verify", &newest, "-o", "json"]).stdout)
+            .unwrap();
     assert_eq!(v["valid"], false, "{v}");
     // ...and by a restore, which touches nothing and offers the previous good backup
     let data = c.host(2).data_dir();
@@ -293,13 +312,19 @@ async fn corrupted_backup() {
     assert!(restored.contains(&format!("restored {good}")), "{restored}");
     assert!(data.join("blob.bin").exists());
     let c_ref = &c;
-    wait_until("erlmcp3 green again", Duration::from_secs(30), || async move {
-        wait_all_green(c_ref, "erlmcp1", Duration::from_secs(1))
-            .await
-            .ok()
-    })
+    wait_until(
+        "erlmcp3 green again",
+        Duration::from_secs(30),
+        || async move {
+            wait_all_green(c_ref, "erlmcp1", Duration::from_secs(1))
+                .await
+                .ok()
+        },
+    )
     .await
     .unwrap();
-    s.finish(&format!("detected; restore refused; {good} offered and restored"))
-        .await;
+    s.finish(&format!(
+        "detected; restore refused; {good} offered and restored"
+    ))
+    .await;
 }

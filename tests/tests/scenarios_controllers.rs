@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dr_tests::harness::Cluster;
 use dr_tests::harness::scenario::Scenario;
-use dr_tests::harness::scenario_steps::{hold_steady, options, role_changes, wait_all_green};
+use dr_tests::harness::scenario_steps::{
+    hold_steady, options, prerequisites, role_changes, wait_all_green,
+};
 use dr_tests::harness::split_brain::SplitBrainMonitor;
 use dr_tests::harness::testnet::Cut;
 use dr_tests::harness::wait_until;
@@ -24,20 +26,29 @@ async fn leader(c: &Cluster) -> usize {
 
 /// Until a controller other than `old` leads and decides.
 async fn new_leader(c: &Cluster, old: usize) -> usize {
-    wait_until("another controller to lead", Duration::from_secs(20), || async {
-        let s = c.controller_status().ok()?;
-        (s["deciding"] == true).then_some(())?;
-        c.leader().filter(|l| *l != old)
-    })
+    wait_until(
+        "another controller to lead",
+        Duration::from_secs(20),
+        || async {
+            let s = c.controller_status().ok()?;
+            (s["deciding"] == true).then_some(())?;
+            c.leader().filter(|l| *l != old)
+        },
+    )
     .await
     .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_leader_killed() {
+    if !prerequisites() {
+        return;
+    }
     let mut c = Cluster::start(options(3, 3)).await.unwrap();
     let old = leader(&c).await;
-    let mut s = Scenario::begin(&c, "controller_leader_killed").await.unwrap();
+    let mut s = Scenario::begin(&c, "controller_leader_killed")
+        .await
+        .unwrap();
     s.fault();
     c.kill_controller(old);
     let new = new_leader(&c, old).await;
@@ -56,6 +67,9 @@ async fn controller_leader_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_minority_isolated() {
+    if !prerequisites() {
+        return;
+    }
     let c = Cluster::start(options(3, 3)).await.unwrap();
     let old = leader(&c).await;
     let mut s = Scenario::begin(&c, "controller_minority_isolated")
@@ -71,7 +85,10 @@ async fn controller_minority_isolated() {
     // the cut-off one does not decide (asked from inside its namespace)
     let own = c.drctl_at(old, &["controller", "status", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&own.stdout).unwrap_or_default();
-    assert_ne!(v["deciding"], true, "the isolated controller still decides: {v}");
+    assert_ne!(
+        v["deciding"], true,
+        "the isolated controller still decides: {v}"
+    );
     ns.heal_faults().unwrap();
     wait_all_green(&c, "erlmcp1", Duration::from_secs(30))
         .await
@@ -89,8 +106,13 @@ fn unix_ms(t: SystemTime) -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_controllers_down_for_10_s() {
+    if !prerequisites() {
+        return;
+    }
     let mut c = Cluster::start(options(3, 3)).await.unwrap();
-    let mut s = Scenario::begin(&c, "all_controllers_down_10s").await.unwrap();
+    let mut s = Scenario::begin(&c, "all_controllers_down_10s")
+        .await
+        .unwrap();
     let probe = SplitBrainMonitor::start(&c).unwrap();
     s.fault();
     let killed_at = SystemTime::now();

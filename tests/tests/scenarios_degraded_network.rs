@@ -9,10 +9,15 @@ use std::time::Duration;
 
 use dr_tests::harness::Cluster;
 use dr_tests::harness::scenario::Scenario;
-use dr_tests::harness::scenario_steps::{hold_steady, options, role_changes, wait_all_green};
+use dr_tests::harness::scenario_steps::{
+    hold_steady, options, prerequisites, role_changes, wait_all_green,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packet_loss_5_percent_everywhere_for_60_s() {
+    if !prerequisites() {
+        return;
+    }
     let c = Cluster::start(options(3, 3)).await.unwrap();
     let mut s = Scenario::begin(&c, "packet_loss_5pct_60s").await.unwrap();
     let everyone: Vec<_> = c
@@ -30,7 +35,10 @@ async fn packet_loss_5_percent_everywhere_for_60_s() {
     for ns in &everyone {
         ns.heal_faults().unwrap();
     }
-    assert!(dropped > 100, "only {dropped} packets dropped: the loss did not happen");
+    assert!(
+        dropped > 100,
+        "only {dropped} packets dropped: the loss did not happen"
+    );
     assert_eq!((primary.as_str(), epoch), ("erlmcp1", 1));
     wait_all_green(&c, "erlmcp1", Duration::from_secs(30))
         .await
@@ -44,6 +52,9 @@ async fn packet_loss_5_percent_everywhere_for_60_s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_300_ms_with_jitter_on_every_agent_controller_link() {
+    if !prerequisites() {
+        return;
+    }
     let mut o = options(3, 1);
     o.net.delay_proxy = true;
     let c = Cluster::start(o).await.unwrap();
@@ -57,7 +68,10 @@ async fn delay_300_ms_with_jitter_on_every_agent_controller_link() {
     for p in &c.proxies {
         p.clear();
     }
-    assert!(delayed > 100, "only {delayed} chunks delayed: the delay did not happen");
+    assert!(
+        delayed > 100,
+        "only {delayed} chunks delayed: the delay did not happen"
+    );
     assert_eq!((primary.as_str(), epoch), ("erlmcp1", 1));
     wait_all_green(&c, "erlmcp1", Duration::from_secs(30))
         .await

@@ -8,22 +8,25 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dr_proto::domain::Role;
-use dr_proto::process::Sig;
-use dr_tests::harness::Cluster;
 use dr_tests::harness::scenario::Scenario;
 use dr_tests::harness::scenario_steps::{
-    GROUP, hold_steady, kill_host, options, primary_of, role_changes, wait_all_green,
-    wait_green_replica,
+    GROUP, hold_steady, kill_host, options, prerequisites, primary_of, role_changes,
+    wait_all_green, wait_green_replica,
 };
+use dr_tests::harness::{Cluster, in_ci, testnet_setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_restarted_on_the_primary() {
+    if !prerequisites() {
+        return;
+    }
     let mut c = Cluster::start(options(3, 1)).await.unwrap();
-    let mut s = Scenario::begin(&c, "agent_restarted_on_primary").await.unwrap();
+    let mut s = Scenario::begin(&c, "agent_restarted_on_primary")
+        .await
+        .unwrap();
     let before = c.agents[0].as_ref().unwrap().pid();
     s.fault();
-    c.agents[0].as_mut().unwrap().kill();
-    c.start_agent(0).unwrap();
+    c.restart_agent(0).unwrap();
     assert_ne!(c.agents[0].as_ref().unwrap().pid(), before);
     wait_all_green(&c, "erlmcp1", Duration::from_secs(20))
         .await
@@ -37,6 +40,9 @@ async fn agent_restarted_on_the_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_failure_during_failover() {
+    if !prerequisites() {
+        return;
+    }
     // four hosts: every receipt is on three, so two failed hosts cannot take the last copy
     let mut o = options(4, 1);
     o.promote_delay_ms = Some(1500);
@@ -58,8 +64,8 @@ async fn double_failure_during_failover() {
     let candidate = primary_of(&v).unwrap();
     let i = c.index_of(&candidate);
     // the candidate hangs (agent and stand-in stopped)
-    c.agents[i].as_ref().unwrap().signal(Sig::Stop);
-    c.signal_standin(i, Sig::Stop).unwrap();
+    c.pause_agent(i, true).unwrap();
+    c.pause_standin(i, true).unwrap();
     let v = c
         .wait_status(
             "one settled primary among the survivors",
@@ -77,16 +83,14 @@ async fn double_failure_during_failover() {
         .unwrap();
     let survivor = primary_of(&v).unwrap();
     // the hung candidate comes back and rejoins as a replica
-    c.signal_standin(i, Sig::Cont).unwrap();
-    c.agents[i].as_ref().unwrap().signal(Sig::Cont);
+    c.pause_standin(i, false).unwrap();
+    c.pause_agent(i, false).unwrap();
     wait_green_replica(&c, &candidate, Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(c.primary().as_deref(), Some(survivor.as_str()));
     let report = s
-        .finish(&format!(
-            "{candidate} hung mid-promote; {survivor} primary"
-        ))
+        .finish(&format!("{candidate} hung mid-promote; {survivor} primary"))
         .await;
     assert!(report.outage < Duration::from_secs(20), "{report:?}");
 }
@@ -119,6 +123,17 @@ async fn clock_shift(c: &Cluster, expect_ms: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wall_clock_jump_on_the_primary() {
+    if !prerequisites() {
+        return;
+    }
+    if testnet_setup::libfaketime().is_none() {
+        assert!(
+            !in_ci(),
+            "libfaketime is missing (tests/run.sh installs it)"
+        );
+        eprintln!("skipping: libfaketime is not installed");
+        return;
+    }
     let mut o = options(3, 1);
     o.net.faketime_hosts = vec![0];
     let c = Cluster::start(o).await.unwrap();

@@ -10,8 +10,8 @@ use std::time::Duration;
 use dr_tests::harness::Cluster;
 use dr_tests::harness::scenario::Scenario;
 use dr_tests::harness::scenario_steps::{
-    hold_steady, kill_host, options, role_changes, wait_all_green, wait_green_replica,
-    wait_new_primary,
+    hold_steady, kill_host, options, prerequisites, role_changes, wait_all_green,
+    wait_green_replica, wait_new_primary,
 };
 use dr_tests::harness::testnet::Cut;
 
@@ -19,11 +19,16 @@ const FAILOVER_WITHIN: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed() {
+    if !prerequisites() {
+        return;
+    }
     let mut c = Cluster::start(options(3, 1)).await.unwrap();
     let mut s = Scenario::begin(&c, "primary_killed").await.unwrap();
     s.fault();
     kill_host(&mut c, 0);
-    let new = wait_new_primary(&c, "erlmcp1", FAILOVER_WITHIN).await.unwrap();
+    let new = wait_new_primary(&c, "erlmcp1", FAILOVER_WITHIN)
+        .await
+        .unwrap();
     let report = s.finish(&format!("failover to {new}")).await;
     assert!(report.outage < Duration::from_secs(6), "{report:?}");
     let change = role_changes(&c).pop().expect("a role change");
@@ -42,9 +47,13 @@ async fn cut_primary(name: &str, how: Cut) {
     let ns = c.netns[0].as_ref().unwrap();
     s.fault();
     ns.cut_off(how).unwrap();
-    let new = wait_new_primary(&c, "erlmcp1", FAILOVER_WITHIN).await.unwrap();
+    let new = wait_new_primary(&c, "erlmcp1", FAILOVER_WITHIN)
+        .await
+        .unwrap();
     assert!(ns.dropped_packets() > 0, "the cut dropped nothing");
-    let report = s.finish(&format!("failover to {new}; old primary fenced")).await;
+    let report = s
+        .finish(&format!("failover to {new}; old primary fenced"))
+        .await;
     assert!(report.outage < Duration::from_secs(8), "{report:?}");
     ns.heal_faults().unwrap();
     wait_green_replica(&c, "erlmcp1", Duration::from_secs(30))
@@ -55,21 +64,33 @@ async fn cut_primary(name: &str, how: Cut) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_isolated() {
+    if !prerequisites() {
+        return;
+    }
     cut_primary("primary_isolated", Cut::Both).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_can_send_but_not_receive() {
+    if !prerequisites() {
+        return;
+    }
     cut_primary("primary_one_way_cannot_receive", Cut::Inbound).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_can_receive_but_not_send() {
+    if !prerequisites() {
+        return;
+    }
     cut_primary("primary_one_way_cannot_send", Cut::Outbound).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_isolated() {
+    if !prerequisites() {
+        return;
+    }
     let c = Cluster::start(options(3, 1)).await.unwrap();
     let mut s = Scenario::begin(&c, "replica_isolated").await.unwrap();
     let ns = c.netns[2].as_ref().unwrap();

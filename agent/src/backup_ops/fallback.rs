@@ -43,7 +43,11 @@ pub fn previous_good_hint(
             );
         }
     }
-    format!("; {failed} is corrupt: {why}; no older backup of {}/{} verifies", loc.group(), loc.host())
+    format!(
+        "; {failed} is corrupt: {why}; no older backup of {}/{} verifies",
+        loc.group(),
+        loc.host()
+    )
 }
 
 /// The backup and every parent it needs pass a quick verify (stored hashes).
@@ -59,8 +63,7 @@ fn chain_verifies(
         let Some(id) = next else {
             return true;
         };
-        let valid =
-            verify_backup(store, loc, id, VerifyMode::Quick, None).is_ok_and(|r| r.valid);
+        let valid = verify_backup(store, loc, id, VerifyMode::Quick, None).is_ok_and(|r| r.valid);
         if !valid {
             return false;
         }

@@ -417,7 +417,12 @@ impl Cluster {
     }
 
     /// `program args` under libfaketime if host `i` runs with a fake clock.
-    fn faked(&self, i: usize, program: &std::path::Path, args: &[String]) -> (PathBuf, Vec<String>) {
+    fn faked(
+        &self,
+        i: usize,
+        program: &std::path::Path,
+        args: &[String],
+    ) -> (PathBuf, Vec<String>) {
         match self.options.net.faketime_hosts.contains(&i) {
             true => testnet_setup::with_faketime(&self.faketime_file(i), program, args),
             false => (program.to_path_buf(), args.to_vec()),

@@ -53,11 +53,8 @@ impl SmallDisk {
             }
         }
         // the last partial blocks
-        loop {
-            match f.write(&[0x5a]) {
-                Ok(1) => written += 1,
-                _ => break,
-            }
+        while let Ok(1) = f.write(&[0x5a]) {
+            written += 1;
         }
         Ok(written)
     }
@@ -65,7 +62,9 @@ impl SmallDisk {
     /// Fill the disk, then give back `keep` bytes: the next writer runs out part way.
     pub fn fill_leaving(&self, keep: u64) -> anyhow::Result<()> {
         let written = self.fill()?;
-        let f = std::fs::OpenOptions::new().write(true).open(self.ballast())?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.ballast())?;
         f.set_len(written.saturating_sub(keep))?;
         Ok(())
     }

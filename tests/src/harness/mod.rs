@@ -8,6 +8,7 @@ pub mod bins;
 pub mod browser;
 pub mod client;
 pub mod cluster;
+pub mod cluster_faults;
 pub mod daemon;
 pub mod delay_proxy;
 pub mod disk;

@@ -197,10 +197,16 @@ impl Scenario {
         // a monitor that saw nothing proves nothing
         for (host, s) in &watched {
             if s.len() < 10 {
-                split_brain.push(format!("(the monitor saw only {} samples of {host})", s.len()));
+                split_brain.push(format!(
+                    "(the monitor saw only {} samples of {host})",
+                    s.len()
+                ));
             }
         }
-        if !watched.iter().any(|(_, s)| s.iter().any(|x| x.primary_code == 200)) {
+        if !watched
+            .iter()
+            .any(|(_, s)| s.iter().any(|x| x.primary_code == 200))
+        {
             split_brain.push("(the monitor never saw a primary)".into());
         }
         for (epoch, hosts) in hosts_per_epoch(&samples) {

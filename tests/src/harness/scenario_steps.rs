@@ -12,6 +12,28 @@ use super::wait::wait_until;
 
 pub const GROUP: &str = "erlmcp";
 
+/// Root, iproute2, iptables and HAProxy are there (tests/run.sh installs them). Missing: the
+/// scenario fails under CI, and is skipped with a message elsewhere.
+pub fn prerequisites() -> bool {
+    let missing = super::netns::available().err().or_else(|| {
+        ["iptables", "haproxy"]
+            .into_iter()
+            .find(|p| super::bins::on_path(p).is_none())
+            .map(|p| format!("`{p}` is not installed"))
+    });
+    match missing {
+        None => true,
+        Some(why) => {
+            assert!(
+                !super::in_ci(),
+                "the fault scenarios need root, iproute2, iptables and haproxy: {why}"
+            );
+            eprintln!("skipping: {why} (tests/run.sh installs what the scenarios need)");
+            false
+        }
+    }
+}
+
 /// `hosts` erlmcp hosts and `controllers` controllers, each in its own namespace on a private
 /// bridge, HAProxy in front, no failover cooldown (scenarios fail over once each).
 pub fn options(hosts: usize, controllers: usize) -> ClusterOptions {

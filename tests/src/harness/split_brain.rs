@@ -81,7 +81,9 @@ pub fn violations(per_host: &[(String, Vec<Sample>)]) -> Vec<String> {
         }
     }
     for (epoch, hosts) in by_epoch.iter().filter(|(_, h)| h.len() > 1) {
-        found.push(format!("stand-ins {hosts:?} all said primary at epoch {epoch}"));
+        found.push(format!(
+            "stand-ins {hosts:?} all said primary at epoch {epoch}"
+        ));
     }
     found
 }
@@ -151,7 +153,10 @@ mod tests {
 
     #[test]
     fn a_clean_handover_is_not_a_split_brain() {
-        let a = host("a", "100 200 primary 1\n150 200 primary 1\n200 503 fenced 1\n");
+        let a = host(
+            "a",
+            "100 200 primary 1\n150 200 primary 1\n200 503 fenced 1\n",
+        );
         let b = host("b", "100 503 replica 1\n220 200 primary 2\n");
         assert!(violations(&[a, b]).is_empty());
     }

@@ -56,7 +56,9 @@ fn pid_alive(pid: u32) -> bool {
 
 /// The pid in a name of this scheme (`drs<pid>-..`, `drs<pid>v..`, `drsb<pid>`), if any.
 fn owner_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix("drsb").or_else(|| name.strip_prefix("drs"))?;
+    let rest = name
+        .strip_prefix("drsb")
+        .or_else(|| name.strip_prefix("drs"))?;
     let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
     digits.parse().ok()
 }

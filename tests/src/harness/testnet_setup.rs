@@ -136,7 +136,10 @@ pub fn agent_toml(
     let mut out = Vec::new();
     for line in text.lines() {
         if line.starts_with("start = ") {
-            out.push(format!("start = {}", toml_list(&standin_start(plan, i, standin))));
+            out.push(format!(
+                "start = {}",
+                toml_list(&standin_start(plan, i, standin))
+            ));
         } else if line.starts_with("controllers = ")
             && let Some(p) = proxies
         {

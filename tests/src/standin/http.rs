@@ -286,7 +286,12 @@ async fn post_receipt(State(s): State<Shared>, body: Bytes) -> Response {
     match s.receipts.write_client(&s.host, seq, &payload) {
         Ok(id) => {
             if !s.peers.is_empty() {
-                let bytes = s.receipts.read_client(&id).ok().flatten().unwrap_or_default();
+                let bytes = s
+                    .receipts
+                    .read_client(&id)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 let acks = super::replication::replicate(&s.peers, &id, &bytes).await;
                 let needed = super::replication::peer_acks_needed(s.peers.len());
                 if acks < needed {
@@ -345,7 +350,9 @@ async fn put_replica_receipt(
     body: Bytes,
 ) -> Response {
     s.gate().await;
-    if body.len() > 2 * MAX_CLIENT_BODY || serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+    if body.len() > 2 * MAX_CLIENT_BODY
+        || serde_json::from_slice::<serde_json::Value>(&body).is_err()
+    {
         return bad_request("a replica receipt must be JSON".into());
     }
     match s.receipts.store_client(&id, &body) {

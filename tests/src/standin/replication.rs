@@ -15,7 +15,7 @@ const PEER_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Copies needed on peers for a majority of a group of `peers + 1`.
 pub fn peer_acks_needed(peers: usize) -> usize {
-    (peers + 1) / 2
+    peers.div_ceil(2)
 }
 
 /// Store `bytes` as receipt `id` on every peer; the number that confirmed.
@@ -35,7 +35,11 @@ pub async fn replicate(peers: &[SocketAddr], id: &str, bytes: &[u8]) -> usize {
             .is_ok_and(|r| r.status == 201)
         }
     });
-    futures_join_all(calls).await.into_iter().filter(|ok| *ok).count()
+    futures_join_all(calls)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count()
 }
 
 /// Receipt `id` from the first peer that has it.
