@@ -14,6 +14,9 @@ use dr_proto::domain::{AgentRoleState, Epoch, HostName, Role};
 /// The lease ttl assumed before the first grant said otherwise (the controller's default).
 const DEFAULT_TTL: Duration = Duration::from_millis(2000);
 
+/// Lease round trips remembered for [`RoleMachine::lease_stalled`].
+const RTT_SAMPLES: usize = 8;
+
 /// Something the owner of the machine must do now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -49,6 +52,8 @@ pub struct RoleMachine {
     unanswered_since: Option<Instant>,
     /// The ttl of the last grant.
     last_ttl: Option<Duration>,
+    /// Round trips of the last few answered lease requests (newest last).
+    recent_rtts: std::collections::VecDeque<Duration>,
 }
 
 impl Default for RoleMachine {
@@ -67,6 +72,7 @@ impl Default for RoleMachine {
             next_request: 1,
             unanswered_since: None,
             last_ttl: None,
+            recent_rtts: std::collections::VecDeque::new(),
         }
     }
 }
@@ -142,6 +148,25 @@ impl RoleMachine {
         Some((id, self.told_epoch))
     }
 
+    /// The controller answered a lease request at `now` (its round trip counts towards
+    /// [`Self::lease_stalled`]).
+    pub fn lease_answer_at(
+        &mut self,
+        now: Instant,
+        request_id: u64,
+        epoch: Epoch,
+        outcome: Result<u32, String>,
+    ) -> Vec<Effect> {
+        if let Some(sent_at) = self.sent.get(&request_id) {
+            if self.recent_rtts.len() == RTT_SAMPLES {
+                self.recent_rtts.pop_front();
+            }
+            self.recent_rtts
+                .push_back(now.saturating_duration_since(*sent_at));
+        }
+        self.lease_answer(request_id, epoch, outcome)
+    }
+
     /// The controller answered a lease request.
     pub fn lease_answer(
         &mut self,
@@ -187,10 +212,13 @@ impl RoleMachine {
     }
 
     /// The session stalled: a lease request has gone unanswered for half the lease ttl (the
-    /// controller is cut off, hung, or lost its quorum). Move to another controller now, while
-    /// the lease still runs, rather than let it lapse waiting for TCP keepalives to notice.
+    /// controller is cut off, hung, or lost its quorum), and for three times the slowest recent
+    /// round trip (a slow network is not a stalled controller: a new session would be as slow,
+    /// and setting it up costs several round trips). Move to another controller now, while the
+    /// lease still runs, rather than let it lapse waiting for TCP keepalives to notice.
     pub fn lease_stalled(&self, now: Instant) -> bool {
-        let limit = self.last_ttl.unwrap_or(DEFAULT_TTL) / 2;
+        let slowest = self.recent_rtts.iter().max().copied().unwrap_or_default();
+        let limit = (self.last_ttl.unwrap_or(DEFAULT_TTL) / 2).max(slowest * 3);
         self.unanswered_since
             .is_some_and(|t| now.saturating_duration_since(t) >= limit)
     }
@@ -322,6 +350,22 @@ mod tests {
         // a new session starts clean
         m.session_started();
         assert!(!m.lease_stalled(ms(1800)));
+    }
+
+    #[test]
+    fn on_a_slow_network_a_stall_takes_three_round_trips() {
+        let t0 = Instant::now();
+        let mut m = primary_with_lease(t0);
+        let ms = |n| t0 + Duration::from_millis(n);
+        // answers take 800 ms
+        let (id, e) = m.want_lease(ms(100)).unwrap();
+        m.lease_answer_at(ms(900), id, e, Ok(2000));
+        m.want_lease(ms(1000)).unwrap();
+        assert!(
+            !m.lease_stalled(ms(2000)),
+            "1 s is not a stall at 800 ms a round trip"
+        );
+        assert!(m.lease_stalled(ms(3400)));
     }
 
     #[test]

@@ -207,7 +207,8 @@ impl Session {
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(()),
-                _ = stall_check.tick() => {
+                // with one controller there is nowhere else to go: keep the session
+                _ = stall_check.tick(), if self.config.controllers.len() > 1 => {
                     if self.state.with_role(|m| (m.lease_stalled(Instant::now()), Vec::new())) {
                         return Err(ended("no answer to lease renewals for half the lease ttl: trying another controller".into()));
                     }
@@ -257,8 +258,12 @@ impl Session {
                 if let Err(reason) = &g.outcome {
                     tracing::warn!(request = g.request_id, %reason, "lease refused");
                 }
-                self.state
-                    .with_role(|m| ((), m.lease_answer(g.request_id, g.epoch, g.outcome.clone())));
+                self.state.with_role(|m| {
+                    (
+                        (),
+                        m.lease_answer_at(Instant::now(), g.request_id, g.epoch, g.outcome.clone()),
+                    )
+                });
             }
             ControllerMessage::Command(command) => {
                 tracing::info!(command = %command.id, epoch = %command.epoch, action = ?command.action, "command received");
