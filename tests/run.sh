@@ -20,6 +20,7 @@ declare -A PACKAGES=(
   [promtool]=prometheus  # promtool check rules deploy/prometheus/alerts.yml
   [systemd-analyze]=systemd  # systemd-analyze verify deploy/systemd/*.service
   [chromium]=chromium    # headless browser for the dashboard test (screenshots in target/test-artifacts)
+  [faketime]=faketime    # libfaketime: the wall-clock jump scenario (tests/tests/scenarios_host_faults.rs)
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do

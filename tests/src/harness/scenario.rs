@@ -159,7 +159,10 @@ impl Scenario {
         );
         eprintln!("{line}");
         let _ = std::fs::create_dir_all(&self.results);
-        let _ = std::fs::write(self.results.join(format!("{}.line", self.name)), &line);
+        let _ = std::fs::write(
+            self.results.join(format!("{}.line", self.name)),
+            format!("{line}\n"),
+        );
         assert!(
             report.data_lost.is_empty(),
             "{}: acknowledged receipts lost: {:?}",
