@@ -84,6 +84,15 @@ pub fn clean_stale() {
             }
         }
     }
+    if let Ok(rules) = run(&["iptables", "-w", "-S", "FORWARD"]) {
+        for bridge in rules
+            .lines()
+            .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "-i").nth(1))
+            .filter(|b| b.starts_with("drsb") && owner_pid(b).is_some_and(|p| !pid_alive(p)))
+        {
+            forget_forward_rule(bridge);
+        }
+    }
     super::disk::clean_stale_mounts();
 }
 
@@ -121,6 +130,21 @@ impl TestNet {
             &net.bridge,
         ])?;
         run(&["ip", "link", "set", &net.bridge, "up"])?;
+        // with br_netfilter loaded, frames crossing the bridge go through the root FORWARD
+        // chain: a host whose policy drops them (Docker sets DROP) must not cut the test net
+        run(&[
+            "iptables",
+            "-w",
+            "-I",
+            "FORWARD",
+            "1",
+            "-i",
+            &net.bridge,
+            "-o",
+            &net.bridge,
+            "-j",
+            "ACCEPT",
+        ])?;
         Ok(net)
     }
 
@@ -163,8 +187,17 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
+        forget_forward_rule(&self.bridge);
         let _ = run(&["ip", "link", "del", &self.bridge]);
     }
+}
+
+fn forget_forward_rule(bridge: &str) {
+    while run(&[
+        "iptables", "-w", "-D", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT",
+    ])
+    .is_ok()
+    {}
 }
 
 impl NetNs {
