@@ -51,6 +51,10 @@ async fn cut_primary(name: &str, how: Cut) {
         .await
         .unwrap();
     assert!(ns.dropped_packets() > 0, "the cut dropped nothing");
+    // the old primary fenced itself, seen from inside its namespace
+    s.wait_role("erlmcp1", "fenced", Duration::from_secs(5))
+        .await
+        .unwrap();
     let report = s
         .finish(&format!("failover to {new}; old primary fenced"))
         .await;

@@ -132,6 +132,21 @@ impl Scenario {
         self.client.samples()
     }
 
+    /// What the split-brain monitor saw so far, per host.
+    pub fn watched(&self) -> Vec<(String, Vec<super::split_brain::Sample>)> {
+        self.monitor.samples()
+    }
+
+    /// Until host `host`'s own stand-in says `role` (seen from inside its namespace).
+    pub async fn wait_role(&self, host: &str, role: &str, within: Duration) -> anyhow::Result<()> {
+        wait_until(&format!("{host} to say {role}"), within, || async move {
+            let all = self.monitor.samples();
+            let (_, samples) = all.iter().find(|(h, _)| h == host)?;
+            samples.last().filter(|s| s.role == role).map(|_| ())
+        })
+        .await
+    }
+
     /// Receipts acknowledged so far.
     pub fn acknowledged(&self) -> usize {
         lock(&self.acked).len()
