@@ -126,6 +126,7 @@ async fn take(
     let data_dir = ctx.config.service.data_dir.clone();
     let (group, host) = (loc.group().to_string(), loc.host().to_string());
     let level = settings.zstd_level;
+    let journal = ctx.journal.clone();
     blocking(move || {
         let req = BackupRequest {
             data_dir: &data_dir,
@@ -137,6 +138,7 @@ async fn take(
                 ..BackupOptions::default()
             },
             progress: Some(&sink),
+            journal: journal.as_deref(),
         };
         create_backup(&deadline, &req)
     })
