@@ -88,7 +88,14 @@ pub async fn backup(
             check.problems.join("; ")
         ));
     }
-    tracing::info!(backup = %bid, files = report.header.totals.files, size = report.header.archive.size, ms = report.elapsed.as_millis() as u64, "backup taken and verified");
+    let scan = match &report.scan {
+        dr_backup::TreeScan::Walked => "walked every file".to_string(),
+        dr_backup::TreeScan::Journal { changed_paths } => {
+            format!("change journal: {changed_paths} changed paths looked at")
+        }
+        dr_backup::TreeScan::WalkedJournalUnusable(why) => format!("walked every file ({why})"),
+    };
+    tracing::info!(backup = %bid, files = report.header.totals.files, size = report.header.archive.size, ms = report.elapsed.as_millis() as u64, scan = %scan, "backup taken and verified");
     records::json(&records::from_report(&report)?)
 }
 
