@@ -27,6 +27,9 @@ fn watch_flags() -> WatchFlags {
         | WatchFlags::EXCL_UNLINK
 }
 
+/// Bytes read from the inotify descriptor at once (an event is at most 16 + 256 bytes).
+const EVENT_BUF: usize = 16 << 10;
+
 /// How long a journal that could not arm waits before trying again.
 const RETRY_ARM: Duration = Duration::from_secs(10);
 
@@ -156,8 +159,14 @@ impl Shared {
 
     /// Applies every queued event.
     pub(super) fn drain(&self, st: &mut State) {
-        let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 << 10];
-        let mut reader = inotify::Reader::new(&self.fd, &mut buf);
+        let mut buf = std::mem::take(&mut st.buf);
+        buf.resize(EVENT_BUF, MaybeUninit::uninit());
+        self.drain_with(st, &mut buf);
+        st.buf = buf;
+    }
+
+    fn drain_with(&self, st: &mut State, buf: &mut [MaybeUninit<u8>]) {
+        let mut reader = inotify::Reader::new(&self.fd, buf);
         loop {
             let ev = match reader.next() {
                 Ok(ev) => ev,

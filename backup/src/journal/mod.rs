@@ -130,6 +130,8 @@ struct State {
     max_changed: usize,
     /// Committed backups and the marks they were taken at, oldest first.
     remembered: VecDeque<(BackupId, Mark)>,
+    /// The buffer events are read into (kept: the journal thread drains every few hundred ms).
+    buf: Vec<std::mem::MaybeUninit<u8>>,
 }
 
 impl ChangeJournal {
@@ -151,6 +153,7 @@ impl ChangeJournal {
                 changes: HashMap::new(),
                 max_changed: MAX_CHANGED_PATHS,
                 remembered: VecDeque::new(),
+                buf: Vec::new(),
             }),
             stop: AtomicBool::new(false),
         });

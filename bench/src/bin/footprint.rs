@@ -15,6 +15,9 @@ struct Args {
     /// Measurement period after a 5 s warm-up.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// Run the agent without its backup change journal (`[backup] change_journal = false`).
+    #[arg(long)]
+    no_journal: bool,
 }
 
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
@@ -43,7 +46,16 @@ async fn main() -> anyhow::Result<()> {
     let node = ErlNode::start()?;
     let c = Cluster::start(ClusterOptions {
         hosts: 1,
-        agent_extra: node.agent_toml(),
+        // The demo layout's agent config ends in its [backup] section.
+        agent_extra: format!(
+            "{}\n{}",
+            if args.no_journal {
+                "change_journal = false"
+            } else {
+                ""
+            },
+            node.agent_toml()
+        ),
         ..ClusterOptions::default()
     })
     .await?;
