@@ -39,6 +39,8 @@ pub struct Ctx {
     pub log_mark: mpsc::UnboundedSender<()>,
     /// The backup, restore, drill or retention running now (one at a time).
     pub ops: Arc<OpSlot>,
+    /// The data directory's change journal (`[backup] change_journal`), for incrementals.
+    pub journal: Option<Arc<dr_backup::ChangeJournal>>,
 }
 
 impl Ctx {

@@ -166,6 +166,7 @@ async fn run_agent(config: AgentConfig, tls: Option<TlsMaterial>) -> anyhow::Res
         state: state.clone(),
         log_mark,
         ops: Default::default(),
+        journal: start_journal(&config),
     };
     let (report_tx, report_rx) = watch::channel(None);
     let prober = tokio::spawn(probe_loop(
@@ -291,6 +292,30 @@ async fn wait_for_signal() {
         Err(e) => {
             tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the agent");
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The change journal for incrementals, when backups are configured with it. Without one (or
+/// when inotify is unavailable) every incremental walks the whole data directory.
+fn start_journal(config: &AgentConfig) -> Option<Arc<dr_backup::ChangeJournal>> {
+    if !config.backup.as_ref()?.change_journal {
+        return None;
+    }
+    let dir = &config.service.data_dir;
+    match dr_backup::ChangeJournal::start(dir) {
+        Ok(j) => {
+            match j.health() {
+                Ok(watches) => tracing::info!(dir = %dir.display(), watches, "change journal on"),
+                Err(why) => {
+                    tracing::warn!(dir = %dir.display(), reason = %why, "change journal off for now: incrementals walk everything")
+                }
+            }
+            Some(Arc::new(j))
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no change journal (inotify unavailable): incrementals walk everything");
+            None
         }
     }
 }

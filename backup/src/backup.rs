@@ -16,8 +16,10 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::guided::{Coverage, Guided, walk_changes};
 use crate::hashing::{HashingWriter, Sha256Digest, sha256sum_line};
 use crate::incremental::{Clock, Decision, decide};
+use crate::journal::ChangeJournal;
 use crate::list::{ListError, ParentBase, latest_backup, load_parent_tree};
 use crate::manifest::view::ViewMerge;
 use crate::manifest::{
@@ -91,6 +93,20 @@ pub struct BackupRequest<'a> {
     pub options: BackupOptions,
     /// Optional progress sink.
     pub progress: Option<&'a dyn ProgressSink>,
+    /// The data directory's change journal, if this process keeps one: an incremental whose
+    /// parent this process took then stats only what changed instead of walking everything.
+    pub journal: Option<&'a ChangeJournal>,
+}
+
+/// How the backup found the data directory's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeScan {
+    /// Every entry was looked at.
+    Walked,
+    /// An incremental looked only at the paths the change journal named.
+    Journal { changed_paths: usize },
+    /// An incremental with a journal walked everything anyway, for this reason.
+    WalkedJournalUnusable(String),
 }
 
 /// What a committed backup contains.
@@ -106,6 +122,8 @@ pub struct BackupReport {
     pub skipped: Vec<SkippedPath>,
     /// Wall time.
     pub elapsed: Duration,
+    /// Whether the change journal spared the walk.
+    pub scan: TreeScan,
 }
 
 /// Why a backup failed. In every case nothing was committed: the backup is not listed.
@@ -169,10 +187,9 @@ pub fn create_backup(
 
     let mut progress = Throttle::new(req.progress, Phase::Scanning);
     progress.force();
-    let walker = Walker::start(req.data_dir).map_err(|source| BackupError::Walk {
-        dir: req.data_dir.into(),
-        source,
-    })?;
+    // Before anything is looked at (see `crate::journal` for why the order matters).
+    let mark = req.journal.and_then(ChangeJournal::mark);
+    let (source, scan) = scan_source(req, parent_id)?;
     // While the walk starts on its threads: the parent's tree, opened as a stream.
     let parent = match parent_id {
         None => None,
@@ -189,10 +206,23 @@ pub fn create_backup(
                 peek: None,
                 last: String::new(),
                 started: false,
+                coverage: None,
             })
         }
     };
-    let root_meta = walker.root;
+    let (root_meta, mut parent, mut source) = (source.root(), parent, source);
+    if let Source::Guided(g) = &mut source {
+        // Invariant: a guided walk always merges with its parent's tree under its coverage
+        // (without it, every entry it did not look at would count as deleted).
+        match (parent.as_mut(), g.coverage.take()) {
+            (Some(p), Some(c)) => p.coverage = Some(c),
+            _ => {
+                return Err(BackupError::Archive(io::Error::other(
+                    "internal error: a journal-guided walk without its parent's tree",
+                )));
+            }
+        }
+    }
     let root = RootAttrs {
         mode: root_meta.mode & 0o1777,
         uid: root_meta.uid,
@@ -207,7 +237,7 @@ pub fn create_backup(
         opts,
         root,
     };
-    let written = match write_archive(&mut object, &ctx, walker, parent, &mut progress) {
+    let written = match write_archive(&mut object, &ctx, source, parent, &mut progress) {
         Ok(w) => w,
         Err(e) => {
             if let Err(abort) = object.abort() {
@@ -270,13 +300,86 @@ pub fn create_backup(
         return Err(e.into());
     }
     progress.force();
+    if let (Some(j), Some(m)) = (req.journal, mark) {
+        j.remember(id, m);
+    }
     Ok(BackupReport {
         header,
         vanished: written.vanished,
         changed_while_reading: written.changed_while_reading,
         skipped: written.skipped,
         elapsed: started.elapsed(),
+        scan,
     })
+}
+
+/// Where the archive pass gets the current tree from.
+enum Source {
+    Walk(Walker),
+    Guided(GuidedSource),
+}
+
+struct GuidedSource {
+    batches: std::vec::IntoIter<Batch>,
+    coverage: Option<Coverage>,
+    root: Meta,
+}
+
+impl Source {
+    fn root(&self) -> Meta {
+        match self {
+            Source::Walk(w) => w.root,
+            Source::Guided(g) => g.root,
+        }
+    }
+
+    fn next_batch(&mut self) -> io::Result<Option<Batch>> {
+        match self {
+            Source::Walk(w) => w.next_batch(),
+            Source::Guided(g) => Ok(g.batches.next()),
+        }
+    }
+}
+
+/// The walk, or for an incremental with a usable journal, the journal-guided look.
+fn scan_source(
+    req: &BackupRequest<'_>,
+    parent: Option<BackupId>,
+) -> Result<(Source, TreeScan), BackupError> {
+    let walk = |scan| {
+        let walker = Walker::start(req.data_dir).map_err(|source| BackupError::Walk {
+            dir: req.data_dir.into(),
+            source,
+        })?;
+        Ok((Source::Walk(walker), scan))
+    };
+    let (Some(journal), Some(parent)) = (req.journal, parent) else {
+        return walk(TreeScan::Walked);
+    };
+    let why = match journal.changes_since(&parent) {
+        Err(unusable) => unusable.to_string(),
+        Ok(changes) => match walk_changes(req.data_dir, &changes) {
+            Ok(Guided {
+                batches,
+                coverage,
+                root,
+                changed_paths,
+            }) => {
+                tracing::debug!(changed_paths, "incremental guided by the change journal");
+                return Ok((
+                    Source::Guided(GuidedSource {
+                        batches: batches.into_iter(),
+                        coverage: Some(coverage),
+                        root,
+                    }),
+                    TreeScan::Journal { changed_paths },
+                ));
+            }
+            Err(e) => format!("looking at the changed paths: {e}"),
+        },
+    };
+    tracing::info!(reason = %why, "change journal not used: the incremental walks the whole data directory");
+    walk(TreeScan::WalkedJournalUnusable(why))
 }
 
 fn put_manifest(
@@ -361,6 +464,8 @@ struct ParentTree {
     started: bool,
     clock: Clock,
     id: BackupId,
+    /// With a journal-guided walk: the parent entries it answered for (the rest is unchanged).
+    coverage: Option<Coverage>,
 }
 
 impl ParentTree {
@@ -403,6 +508,26 @@ impl ParentTree {
         Ok(())
     }
 
+    /// A parent entry the walk passed over: gone, unless a journal-guided walk did not look
+    /// there (then it is unchanged, and only counted).
+    fn passed(
+        &mut self,
+        e: ManifestEntry,
+        deleted: &mut Vec<String>,
+        totals: &mut Totals,
+    ) -> Result<(), BackupError> {
+        if let Some(c) = self.coverage.as_mut() {
+            if !c.covers(&e.path) {
+                totals.add_inherited(&e);
+                return Ok(());
+            }
+            if e.kind == EntryKind::Dir {
+                c.gone_dir(&e.path);
+            }
+        }
+        self.gone(e, deleted)
+    }
+
     /// The parent's entry for `path` if it has the same kind; parent paths passed over (gone
     /// now) or of another kind go to `deleted`.
     fn lookup(
@@ -410,6 +535,7 @@ impl ParentTree {
         path: &str,
         kind: EntryKind,
         deleted: &mut Vec<String>,
+        totals: &mut Totals,
     ) -> Result<Option<ManifestEntry>, BackupError> {
         while let Some(e) = self.peek()? {
             let order = walk_order(&e.path, path);
@@ -423,18 +549,21 @@ impl ParentTree {
                 if e.kind == kind {
                     return Ok(Some(e));
                 }
+                if let (Some(c), EntryKind::Dir) = (self.coverage.as_mut(), e.kind) {
+                    c.gone_dir(&e.path);
+                }
                 self.gone(e, deleted)?;
                 return Ok(None);
             }
-            self.gone(e, deleted)?;
+            self.passed(e, deleted, totals)?;
         }
         Ok(None)
     }
 
-    fn rest(&mut self, deleted: &mut Vec<String>) -> Result<(), BackupError> {
+    fn rest(&mut self, deleted: &mut Vec<String>, totals: &mut Totals) -> Result<(), BackupError> {
         while self.peek()?.is_some() {
             if let Some(e) = self.take()? {
-                self.gone(e, deleted)?;
+                self.passed(e, deleted, totals)?;
             }
         }
         Ok(())
@@ -478,7 +607,7 @@ struct Assembler<'a> {
 fn write_archive(
     object: &mut Box<dyn ObjectWriter>,
     ctx: &ArchiveCtx<'_>,
-    mut walker: Walker,
+    mut walker: Source,
     parent: Option<ParentTree>,
     progress: &mut Throttle<'_>,
 ) -> Result<Written, BackupError> {
@@ -543,7 +672,7 @@ fn write_archive(
     result?;
     drop(walker);
     if let Some(p) = asm.parent.as_mut() {
-        p.rest(&mut asm.deleted)?;
+        p.rest(&mut asm.deleted, &mut asm.totals)?;
     }
     let archive_err = BackupError::Archive;
     let enc = builder.into_inner().map_err(archive_err)?;
@@ -575,7 +704,7 @@ impl Assembler<'_> {
     fn run<W: Write>(
         &mut self,
         builder: &mut tar::Builder<W>,
-        walker: &mut Walker,
+        walker: &mut Source,
         jobs: &SyncSender<(Job, SyncSender<Result<JobDone, ReadError>>)>,
         max_pending: usize,
         pool: &BufferPool,
@@ -727,8 +856,14 @@ impl Assembler<'_> {
                     None,
                 ),
                 Some(tree) => {
-                    let p = tree.lookup(&w.path, w.kind, &mut self.deleted)?;
+                    let p = tree.lookup(&w.path, w.kind, &mut self.deleted, &mut self.totals)?;
                     let action = match (w.kind, &p) {
+                        // The journal named this file: an event says its content may have
+                        // changed even where its size and mtime did not, so it is read (and
+                        // the parent's copy kept if the bytes are the same).
+                        (EntryKind::File, _) if tree.coverage.is_some() => Action::Read {
+                            parent_hash: p.as_ref().and_then(|p| p.sha256),
+                        },
                         (EntryKind::File, _) => match decide(p.as_ref(), &w.meta, tree.clock) {
                             Decision::Unchanged => Action::Skip,
                             Decision::Read { parent_hash } => Action::Read { parent_hash },

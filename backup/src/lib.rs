@@ -10,8 +10,10 @@
 //! Everything here blocks; call it from `spawn_blocking` or a dedicated thread.
 
 pub mod backup;
+mod guided;
 pub mod hashing;
 mod incremental;
+pub mod journal;
 pub mod list;
 pub mod manifest;
 pub mod naming;
@@ -26,8 +28,9 @@ pub mod verify;
 mod walk;
 
 pub use backup::{
-    BackupError, BackupMode, BackupOptions, BackupReport, BackupRequest, create_backup,
+    BackupError, BackupMode, BackupOptions, BackupReport, BackupRequest, TreeScan, create_backup,
 };
+pub use journal::ChangeJournal;
 pub use list::{BackupSummary, ListError, ListFilter, latest_backup, list_backups, load_manifest};
 pub use naming::{BackupId, BackupKind, BackupLocation};
 pub use progress::{Phase, Progress, ProgressSink};

@@ -113,7 +113,7 @@ pub(crate) struct Batch {
 }
 
 /// Deepest directory nesting followed (protects against pathological trees).
-const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 /// Names stat'ed per work unit.
 const CHUNK: usize = 1024;
 /// Entries buffered ahead of the consumer (a listed directory counts as `DIR_COST`).
@@ -602,91 +602,31 @@ fn stat_chunk(dir: &Arc<DirInfo>, from: usize, to: usize) -> io::Result<Discover
     let mut subdirs = Vec::new();
     let mut vanished = Vec::new();
     let mut skipped = Vec::new();
-    let mask = StatxFlags::TYPE
-        | StatxFlags::MODE
-        | StatxFlags::UID
-        | StatxFlags::GID
-        | StatxFlags::MTIME
-        | StatxFlags::INO
-        | StatxFlags::SIZE;
     for i in from..to {
         let (raw, cname) = dir.names.get(i);
-        let Ok(name) = std::str::from_utf8(raw) else {
-            let shown = String::from_utf8_lossy(raw);
-            skipped.push(SkippedPath {
-                path: join(&dir.rel, &shown),
-                reason: "name is not UTF-8".into(),
-            });
-            continue;
-        };
-        let path = join(&dir.rel, name);
-        let st = match rustix::fs::statx(
-            &*dir.fd,
-            cname,
-            AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC,
-            mask,
-        ) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => {
+        let walked = match stat_name(&dir.fd, raw, cname, &dir.rel, dir.depth)? {
+            Stated::Entry(w) => w,
+            Stated::Vanished(path) => {
                 vanished.push(path);
                 continue;
             }
-            Err(e) => return Err(annotate(e.into(), &path)),
-        };
-        let meta = Meta::of_statx(&st);
-        let walked = |path, kind, target| Item {
-            walked: Walked {
-                path,
-                kind,
-                meta,
-                target,
-                dir: 0,
-            },
-            list: None,
-        };
-        match FileType::from_raw_mode(u32::from(st.stx_mode)) {
-            FileType::RegularFile => items.push(walked(path, EntryKind::File, None)),
-            FileType::Directory => {
-                if dir.depth >= MAX_DEPTH {
-                    skipped.push(SkippedPath {
-                        path,
-                        reason: format!("deeper than {MAX_DEPTH} levels"),
-                    });
-                    continue;
-                }
-                subdirs.push((
-                    items.len(),
-                    key_of(path.as_bytes()),
-                    Unit::List {
-                        parent: Some(dir.fd.clone()),
-                        rel: path.clone(),
-                        depth: dir.depth + 1,
-                    },
-                ));
-                items.push(walked(path, EntryKind::Dir, None));
+            Stated::Skipped(s) => {
+                skipped.push(s);
+                continue;
             }
-            FileType::Symlink => {
-                let target = match rustix::fs::readlinkat(&*dir.fd, cname, Vec::new()) {
-                    Ok(t) => t,
-                    Err(Errno::NOENT) => {
-                        vanished.push(path);
-                        continue;
-                    }
-                    Err(e) => return Err(annotate(e.into(), &path)),
-                };
-                match target.into_string() {
-                    Ok(t) => items.push(walked(path, EntryKind::Symlink, Some(t))),
-                    Err(_) => skipped.push(SkippedPath {
-                        path,
-                        reason: "symlink target is not UTF-8".into(),
-                    }),
-                }
-            }
-            other => skipped.push(SkippedPath {
-                path,
-                reason: special_kind(other).into(),
-            }),
+        };
+        if walked.kind == EntryKind::Dir {
+            subdirs.push((
+                items.len(),
+                key_of(walked.path.as_bytes()),
+                Unit::List {
+                    parent: Some(dir.fd.clone()),
+                    rel: walked.path.clone(),
+                    depth: dir.depth + 1,
+                },
+            ));
         }
+        items.push(Item { walked, list: None });
     }
     Ok(Discovered::Stated {
         dir: dir.fd.clone(),
@@ -694,6 +634,85 @@ fn stat_chunk(dir: &Arc<DirInfo>, from: usize, to: usize) -> io::Result<Discover
         subdirs,
         vanished,
         skipped,
+    })
+}
+
+/// What one name in a directory turned out to be.
+pub(crate) enum Stated {
+    Entry(Walked),
+    Vanished(String),
+    Skipped(SkippedPath),
+}
+
+/// Stats `raw` (also as `cname`) in the directory `dir` (at `rel`, `depth` levels down) without
+/// following a symlink; a directory deeper than [`MAX_DEPTH`] is skipped. The entry's `dir` is 0.
+pub(crate) fn stat_name(
+    dir: &OwnedFd,
+    raw: &[u8],
+    cname: &CStr,
+    rel: &str,
+    depth: usize,
+) -> io::Result<Stated> {
+    let mask = StatxFlags::TYPE
+        | StatxFlags::MODE
+        | StatxFlags::UID
+        | StatxFlags::GID
+        | StatxFlags::MTIME
+        | StatxFlags::INO
+        | StatxFlags::SIZE;
+    let Ok(name) = std::str::from_utf8(raw) else {
+        let shown = String::from_utf8_lossy(raw);
+        return Ok(Stated::Skipped(SkippedPath {
+            path: join(rel, &shown),
+            reason: "name is not UTF-8".into(),
+        }));
+    };
+    let path = join(rel, name);
+    let st = match rustix::fs::statx(
+        dir,
+        cname,
+        AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC,
+        mask,
+    ) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(Stated::Vanished(path)),
+        Err(e) => return Err(annotate(e.into(), &path)),
+    };
+    let meta = Meta::of_statx(&st);
+    let walked = |path, kind, target| {
+        Stated::Entry(Walked {
+            path,
+            kind,
+            meta,
+            target,
+            dir: 0,
+        })
+    };
+    Ok(match FileType::from_raw_mode(u32::from(st.stx_mode)) {
+        FileType::RegularFile => walked(path, EntryKind::File, None),
+        FileType::Directory if depth >= MAX_DEPTH => Stated::Skipped(SkippedPath {
+            path,
+            reason: format!("deeper than {MAX_DEPTH} levels"),
+        }),
+        FileType::Directory => walked(path, EntryKind::Dir, None),
+        FileType::Symlink => {
+            let target = match rustix::fs::readlinkat(dir, cname, Vec::new()) {
+                Ok(t) => t,
+                Err(Errno::NOENT) => return Ok(Stated::Vanished(path)),
+                Err(e) => return Err(annotate(e.into(), &path)),
+            };
+            match target.into_string() {
+                Ok(t) => walked(path, EntryKind::Symlink, Some(t)),
+                Err(_) => Stated::Skipped(SkippedPath {
+                    path,
+                    reason: "symlink target is not UTF-8".into(),
+                }),
+            }
+        }
+        other => Stated::Skipped(SkippedPath {
+            path,
+            reason: special_kind(other).into(),
+        }),
     })
 }
 

@@ -279,6 +279,7 @@ fn a_damaged_parent_manifest_stops_an_incremental() {
         mode: BackupMode::Incremental { parent: None },
         options: Default::default(),
         progress: None,
+        journal: None,
     };
     let err = create_backup(&store, &req).unwrap_err();
     assert!(matches!(err, BackupError::Parent(_)), "{err}");

@@ -78,6 +78,7 @@ fn try_backup(
         mode: BackupMode::Full,
         options: Default::default(),
         progress: None,
+        journal: None,
     };
     create_backup(store, &req)
 }

@@ -88,7 +88,14 @@ pub async fn backup(
             check.problems.join("; ")
         ));
     }
-    tracing::info!(backup = %bid, files = report.header.totals.files, size = report.header.archive.size, ms = report.elapsed.as_millis() as u64, "backup taken and verified");
+    let scan = match &report.scan {
+        dr_backup::TreeScan::Walked => "walked every file".to_string(),
+        dr_backup::TreeScan::Journal { changed_paths } => {
+            format!("change journal: {changed_paths} changed paths looked at")
+        }
+        dr_backup::TreeScan::WalkedJournalUnusable(why) => format!("walked every file ({why})"),
+    };
+    tracing::info!(backup = %bid, files = report.header.totals.files, size = report.header.archive.size, ms = report.elapsed.as_millis() as u64, scan = %scan, "backup taken and verified");
     records::json(&records::from_report(&report)?)
 }
 
@@ -126,6 +133,7 @@ async fn take(
     let data_dir = ctx.config.service.data_dir.clone();
     let (group, host) = (loc.group().to_string(), loc.host().to_string());
     let level = settings.zstd_level;
+    let journal = ctx.journal.clone();
     let watch = deadline.clone();
     let job = blocking(move || {
         let req = BackupRequest {
@@ -138,6 +146,7 @@ async fn take(
                 ..BackupOptions::default()
             },
             progress: Some(&sink),
+            journal: journal.as_deref(),
         };
         create_backup(&deadline, &req).map_err(|e| e.to_string())
     });

@@ -41,6 +41,8 @@ pub(crate) struct RawBackup {
     post_restore_at: PostRestoreAt,
     #[serde(default)]
     drill_check: Option<Hook>,
+    #[serde(default = "default_true")]
+    change_journal: bool,
 }
 
 fn default_zstd_level() -> i32 {
@@ -91,6 +93,9 @@ pub struct BackupSettings {
     pub post_restore_at: PostRestoreAt,
     /// Integrity check run against a drill's restored copy.
     pub drill_check: Option<Hook>,
+    /// Keep an inotify change journal of the data directory, so an incremental looks only at
+    /// what changed since its parent (see `dr_backup::journal` for what it cannot see).
+    pub change_journal: bool,
 }
 
 /// A store given as a bare path (absolute, or relative to the config file) becomes `file://`.
@@ -190,6 +195,7 @@ pub(crate) fn validate(
         post_restore: raw.post_restore.into_iter().map(&resolve_hook).collect(),
         post_restore_at: raw.post_restore_at,
         drill_check: raw.drill_check.map(&resolve_hook),
+        change_journal: raw.change_journal,
     })
 }
 

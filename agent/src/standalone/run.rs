@@ -124,6 +124,7 @@ pub fn backup(args: &BackupArgs) -> Result<(), CliError> {
             ..BackupOptions::default()
         },
         progress: Some(&sink),
+        journal: None,
     };
     let taken = create_backup(store.as_ref(), &req);
     if let Some(h) = post {

@@ -108,6 +108,7 @@ impl Host {
                 state,
                 log_mark,
                 ops: Default::default(),
+                journal: None,
             },
             data,
             store,

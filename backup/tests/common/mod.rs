@@ -161,6 +161,7 @@ pub fn backup_with(
         mode,
         options,
         progress: None,
+        journal: None,
     };
     create_backup(store, &req).unwrap()
 }

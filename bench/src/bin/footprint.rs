@@ -1,5 +1,7 @@
 //! The agent's footprint at default probing, including the Erlang probe against a real OTP
-//! node: RSS (current and peak) and CPU (share of one core) over a measurement period.
+//! node: RSS (current and peak) and CPU (share of one core) over a measurement period, and the
+//! agent's and controller's RSS sampled ten times over it (a soak: `--seconds 600` shows
+//! whether memory stays flat).
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,9 @@ struct Args {
     /// Measurement period after a 5 s warm-up.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// Run the agent without its backup change journal (`[backup] change_journal = false`).
+    #[arg(long)]
+    no_journal: bool,
 }
 
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
@@ -41,7 +46,16 @@ async fn main() -> anyhow::Result<()> {
     let node = ErlNode::start()?;
     let c = Cluster::start(ClusterOptions {
         hosts: 1,
-        agent_extra: node.agent_toml(),
+        // The demo layout's agent config ends in its [backup] section.
+        agent_extra: format!(
+            "{}\n{}",
+            if args.no_journal {
+                "change_journal = false"
+            } else {
+                ""
+            },
+            node.agent_toml()
+        ),
         ..ClusterOptions::default()
     })
     .await?;
@@ -58,7 +72,17 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await; // warm-up
     let ticks_per_s = 100.0; // USER_HZ on Linux
     let (t0, c0) = (Instant::now(), cpu_ticks(pid)?);
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let cpid = c.controllers[0].as_ref().map(|d| d.pid()).unwrap_or(0);
+    let mut samples = Vec::new();
+    for i in 0..=10u64 {
+        let at = Duration::from_secs(args.seconds) * u32::try_from(i).unwrap_or(0) / 10;
+        tokio::time::sleep(at.saturating_sub(t0.elapsed())).await;
+        samples.push(vec![
+            format!("{:.0} s", t0.elapsed().as_secs_f64()),
+            format!("{:.1}", status_kib(pid, "VmRSS:")? as f64 / 1024.0),
+            format!("{:.1}", status_kib(cpid, "VmRSS:")? as f64 / 1024.0),
+        ]);
+    }
     let (elapsed, c1) = (t0.elapsed(), cpu_ticks(pid)?);
     let cpu = (c1 - c0) as f64 / ticks_per_s / elapsed.as_secs_f64() * 100.0;
     let rss = status_kib(pid, "VmRSS:")? as f64 / 1024.0;
@@ -88,6 +112,11 @@ async fn main() -> anyhow::Result<()> {
                 "≤ 15 MiB".into(),
             ],
         ],
+    );
+    println!();
+    table(
+        &["soak: time", "agent RSS MiB", "controller RSS MiB"],
+        &samples,
     );
     eprintln!("(reports sent before the warm-up: {reports})");
     Ok(())

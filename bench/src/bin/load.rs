@@ -5,7 +5,8 @@
 //! without a grant for longer than the lease ttl), the controller's CPU and memory per session.
 //!
 //! `DR_BIN_DIR=$PWD/target/release target/release/dr-bench-load --agents 1000,2500,5000 --seconds 30`
-//! Note: the load generator shares the machine's cores with the controller.
+//! Note: the load generator shares the machine's cores with the controller; both processes' CPU
+//! (percent of one core) is in the table, so a saturated machine shows as such.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ struct Args {
     /// Measurement window per step, after every session is up.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
+    /// Keep each step's controller log here (`controller-N.log`) instead of in a temp dir.
+    #[arg(long)]
+    log_dir: Option<std::path::PathBuf>,
 }
 
 const LEASE_TTL: Duration = Duration::from_millis(2000);
@@ -242,7 +246,11 @@ async fn step(n: usize, args: &Args) -> anyhow::Result<Vec<String>> {
         "controller",
         &bins.controller(),
         &["run".into(), "--config".into(), cfg.display().to_string()],
-        &dir.path().join("controller.log"),
+        &args
+            .log_dir
+            .as_deref()
+            .unwrap_or(dir.path())
+            .join(format!("controller-{n}.log")),
     )?;
     let pid = controller.pid();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -300,10 +308,19 @@ async fn step(n: usize, args: &Args) -> anyhow::Result<Vec<String>> {
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (cpu0, _) = proc_stats(pid);
+    let (gen0, _) = proc_stats(std::process::id());
     let t0 = Instant::now();
     let _ = window.set(Instant::now());
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    // The controller's RSS over the window, sampled ten times (flat in a soak).
+    let mut rss_samples = Vec::new();
+    for i in 0..=10u32 {
+        let at = Duration::from_secs(args.seconds) * i / 10;
+        tokio::time::sleep(at.saturating_sub(t0.elapsed())).await;
+        rss_samples.push(proc_stats(pid).1 / 1024);
+    }
+    eprintln!("step {n}: controller RSS MiB over the window: {rss_samples:?}");
     let (cpu1, rss_end) = proc_stats(pid);
+    let (gen1, _) = proc_stats(std::process::id());
     let elapsed = t0.elapsed();
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
@@ -314,6 +331,7 @@ async fn step(n: usize, args: &Args) -> anyhow::Result<Vec<String>> {
     let gaps = totals.worst_gap.lock().await.clone();
     let ticks_per_s = 100.0;
     let cpu = (cpu1 - cpu0) as f64 / ticks_per_s / elapsed.as_secs_f64() * 100.0;
+    let gen_cpu = (gen1 - gen0) as f64 / ticks_per_s / elapsed.as_secs_f64() * 100.0;
     let missed = gaps.iter().filter(|g| **g > LEASE_TTL).count();
     let fine = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
     Ok(vec![
@@ -337,7 +355,13 @@ async fn step(n: usize, args: &Args) -> anyhow::Result<Vec<String>> {
             totals.refused.load(Ordering::Relaxed)
         ),
         format!("{cpu:.0}%"),
-        format!("{:.0}", rss_end as f64 / 1024.0),
+        format!("{gen_cpu:.0}%"),
+        format!(
+            "{:.0} (window: {} → {})",
+            rss_end as f64 / 1024.0,
+            rss_samples.first().copied().unwrap_or(0),
+            rss_samples.last().copied().unwrap_or(0)
+        ),
         format!(
             "{:.1}",
             (rss_end.saturating_sub(rss_idle)) as f64 / n as f64
@@ -373,6 +397,7 @@ async fn main() -> anyhow::Result<()> {
             "grant max",
             "primaries that missed a lease",
             "controller CPU",
+            "load generator CPU",
             "controller RSS MiB",
             "KiB per session",
         ],

@@ -129,7 +129,9 @@ impl StateMachine {
     }
 }
 
-/// Apply one request: every command in order; a refused command changes nothing and says why.
+/// Apply one request: every command in order; a refused command changes nothing and says why
+/// (`ControllerState::apply` checks everything before its first change, so no copy of the
+/// state is needed to undo one: a copy per command made every commit cost the whole state).
 pub fn apply_request(state: &mut ControllerState, request: &RaftRequest) -> RaftResponse {
     if let Some(replacement) = &request.replace {
         *state = (**replacement).clone();
@@ -137,15 +139,9 @@ pub fn apply_request(state: &mut ControllerState, request: &RaftRequest) -> Raft
     let outcomes = request
         .commands
         .iter()
-        .map(|cmd| {
-            let mut next = state.clone();
-            match next.apply(cmd) {
-                Ok(outcome) => {
-                    *state = next;
-                    Ok(outcome == crate::state::ApplyOutcome::Changed)
-                }
-                Err(e) => Err(e.to_string()),
-            }
+        .map(|cmd| match state.apply(cmd) {
+            Ok(outcome) => Ok(outcome == crate::state::ApplyOutcome::Changed),
+            Err(e) => Err(e.to_string()),
         })
         .collect();
     RaftResponse { outcomes }

@@ -37,6 +37,9 @@ use crate::status::build_status;
 /// Messages to one agent; `Err` ends its stream with that status.
 pub type Outbox = mpsc::Sender<Result<pb::ControllerMessage, Status>>;
 
+/// A core `Tick` this late (inputs kept coming first) means the controller is behind.
+const TICK_LATE: Duration = Duration::from_secs(1);
+
 pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -347,17 +350,30 @@ impl Runtime {
         }
     }
 
+    /// The event loop. Order matters when several things are ready (`biased`):
+    /// - leadership checks come first, on their own timer, so a busy leader still notices a
+    ///   lost quorum within `STALE_STEP_DOWN` and stops granting leases;
+    /// - agents' inputs (reports, lease requests) come before the core's `Tick`: the core judges
+    ///   a host silent only once every report that has arrived is processed, so a controller
+    ///   that falls behind (a burst of sessions, a slow disk) does not mistake its own backlog
+    ///   for dead hosts — which used to open incidents, whose commits slowed it further. Under a
+    ///   sustained overload time-based decisions wait (and a warning says so) rather than being
+    ///   taken on stale data.
     async fn run(mut self, mut rx: mpsc::Receiver<Input>, mut internal_rx: mpsc::Receiver<Event>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut lead_tick = tokio::time::interval(Duration::from_millis(100));
+        lead_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let shutdown = self.shared.shutdown.clone();
         let mut metrics = self.raft.raft.metrics();
+        let mut last_tick = Instant::now();
+        let mut warned_behind = false;
         loop {
             tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => {
+                _ = lead_tick.tick() => {
                     self.leadership().await;
-                    self.decide(Event::Tick).await;
                     self.state_backup_due();
                 }
                 changed = metrics.changed() => {
@@ -368,9 +384,20 @@ impl Runtime {
                 }
                 Some(ev) = internal_rx.recv() => self.decide(ev).await,
                 input = rx.recv() => match input {
-                    Some(input) => self.input(input).await,
+                    Some(input) => {
+                        self.input(input).await;
+                        if last_tick.elapsed() > TICK_LATE && !warned_behind {
+                            warned_behind = true;
+                            tracing::warn!(behind_ms = last_tick.elapsed().as_millis() as u64, "controller behind on agent messages: time-based decisions wait until it catches up");
+                        }
+                    }
                     None => break,
                 },
+                _ = tick.tick() => {
+                    last_tick = Instant::now();
+                    warned_behind = false;
+                    self.decide(Event::Tick).await;
+                }
             }
         }
         for (_, (_, outbox)) in self.sessions.drain() {

@@ -257,6 +257,10 @@ impl ControllerState {
     }
 
     /// Apply one command. On error the state is untouched.
+    ///
+    /// Invariant: an `Err` leaves the state exactly as it was (every check comes before the
+    /// first change), so a refused command needs no undo; the Raft state machine relies on it
+    /// (test: `a_refused_command_changes_nothing`).
     pub fn apply(&mut self, command: &StateCommand) -> Result<ApplyOutcome, ApplyError> {
         match command {
             StateCommand::EnsureGroup {
@@ -562,6 +566,62 @@ mod tests {
         assert_eq!(s, before, "a refused command leaves the state untouched");
         assert_eq!(s.apply(&set("b", 2)), Ok(ApplyOutcome::Changed));
         assert_eq!(s.groups[&g("g")].primary, Some(h("b")));
+    }
+
+    #[test]
+    fn a_refused_command_changes_nothing() {
+        let mut s = with_members();
+        s.apply(&StateCommand::SetPrimary {
+            group: g("g"),
+            host: h("a"),
+            epoch: Epoch(1),
+        })
+        .unwrap();
+        let before = s.clone();
+        let refused = [
+            StateCommand::RegisterMember {
+                group: g("nope"),
+                host: h("c"),
+                at_unix_ms: 2,
+            },
+            StateCommand::SetPrimary {
+                group: g("g"),
+                host: h("zz"),
+                epoch: Epoch(2),
+            },
+            StateCommand::SetPrimary {
+                group: g("g"),
+                host: h("b"),
+                epoch: Epoch(5),
+            },
+            StateCommand::SetPrimary {
+                group: g("nope"),
+                host: h("a"),
+                epoch: Epoch(1),
+            },
+            StateCommand::SetTransition {
+                group: g("nope"),
+                transition: None,
+            },
+            StateCommand::MarkFailover {
+                group: g("nope"),
+                at_unix_ms: 3,
+            },
+            StateCommand::ScheduleSwitchover {
+                group: g("nope"),
+                switchover: None,
+            },
+            StateCommand::UpdateIncident {
+                id: 99,
+                entry: None,
+                phase: Some(Phase::Resolved),
+                escalation_step: Some(3),
+            },
+        ];
+        for cmd in &refused {
+            assert!(s.apply(cmd).is_err(), "{cmd:?} was accepted");
+            assert_eq!(s, before, "{cmd:?} was refused but changed the state");
+        }
     }
 
     #[test]
