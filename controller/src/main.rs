@@ -143,7 +143,10 @@ fn main() -> ExitCode {
             _ => run_controller(config, tls, args.insecure_dev).await,
         }
     };
-    match runtime.block_on(work) {
+    let result = runtime.block_on(work);
+    // The decision loop runs on a thread of its own; do not wait on it forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dr-controller: {e:#}");

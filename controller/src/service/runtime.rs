@@ -330,7 +330,21 @@ pub async fn start(
         sessions_opened: 0,
         progress: HashMap::new(),
     };
-    let handle = tokio::spawn(runtime.run(rx, internal_rx));
+    // The decision loop gets a thread of its own: on the shared workers it waited behind
+    // thousands of agent connections' TLS work, and every lease grant waited with it.
+    let handle = tokio::task::spawn_blocking(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("dr-decide")
+            .build()
+        {
+            Ok(rt) => rt.block_on(runtime.run(rx, internal_rx)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the decision loop's runtime");
+                runtime.shared.shutdown.cancel();
+            }
+        }
+    });
     Ok((shared, handle))
 }
 
