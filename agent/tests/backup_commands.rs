@@ -19,7 +19,7 @@ use common::host::{GROUP, HOST, Host};
 use dr_agent::backup_ops;
 use dr_backup::retention::RetentionPolicy;
 use dr_proto::domain::{BackupKind, BackupRecord, DrillOutcome, RestoreOutcome, VerifyOutcome};
-use dr_proto::process::{Sig, signal};
+use dr_proto::process::{Sig, signal, stop_and_wait};
 
 fn sh(script: &str) -> String {
     format!("{{ command = [\"sh\", \"-c\", {script:?}], timeout_ms = 10000 }}")
@@ -35,7 +35,8 @@ async fn take(host: &Host, incremental: bool) -> BackupRecord {
 /// Freezes the stand-in (its writer too) while `f` runs, so the data directory holds still.
 async fn frozen<T>(host: &Host, f: impl AsyncFnOnce() -> T) -> T {
     let pid = host.service_pid().unwrap();
-    signal(pid, Sig::Stop).unwrap();
+    // every thread stopped before `f` looks (SIGSTOP is asynchronous)
+    stop_and_wait(pid, std::time::Duration::from_secs(5)).unwrap();
     let out = f().await;
     signal(pid, Sig::Cont).unwrap();
     out

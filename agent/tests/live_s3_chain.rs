@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::s3_server::{ACCESS_KEY, REGION, S3Server, SECRET_KEY};
 use dr_proto::domain::BackupRecord;
-use dr_proto::process::{Sig, read_pid_file, signal};
+use dr_proto::process::{Sig, read_pid_file, signal, stop_and_wait};
 
 const BUCKET: &str = "erlmcp-backups";
 
@@ -147,7 +147,8 @@ fn full_and_two_incrementals_of_a_live_standin_restore_exactly_from_s3() {
 
     // second incremental of a frozen service, so the tree it records can be compared
     wait_for_receipts(&data, seen - 1, 10);
-    signal(pid, Sig::Stop).unwrap();
+    // every thread stopped before the snapshot (SIGSTOP is asynchronous)
+    stop_and_wait(pid, Duration::from_secs(5)).unwrap();
     let gone2 = receipts(&data)[1].clone();
     std::fs::remove_file(&gone2).unwrap();
     let snapshot = common::tree(&data);

@@ -41,6 +41,38 @@ pub fn signal(pid: u32, sig: Sig) -> std::io::Result<()> {
     kill_process(pid, sig.raw()).map_err(std::io::Error::from)
 }
 
+/// Send SIGSTOP to `pid` and wait until every one of its threads has stopped (a signal is
+/// delivered asynchronously: right after `kill` the process may still run for a while, and a
+/// test that freezes a writer to compare trees must not race it). Fails after `timeout`.
+pub fn stop_and_wait(pid: u32, timeout: std::time::Duration) -> std::io::Result<()> {
+    signal(pid, Sig::Stop)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))?;
+        let mut all_stopped = true;
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].trim_start().chars().next());
+            if !matches!(state, Some('T' | 't') | None) {
+                all_stopped = false;
+                break;
+            }
+        }
+        if all_stopped {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("pid {pid} did not stop within {timeout:?}"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// True while `pid` exists and has not exited (a zombie has exited).
 pub fn is_alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

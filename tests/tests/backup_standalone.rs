@@ -15,29 +15,10 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use dr_proto::domain::{BackupKind, BackupRecord, VerifyOutcome};
-use dr_proto::process::{Sig, read_pid_file, signal};
+use dr_proto::process::{Sig, read_pid_file, signal, stop_and_wait};
 use dr_tests::harness::Bins;
 
 /// Every path under `root`: type, permission bits, and content or link target.
-/// Until `/proc/PID/stat` shows the process stopped (state `T`).
-fn wait_stopped(pid: u32) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next());
-        if state == Some("T") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pid {pid} did not stop: {stat}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
 fn tree(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>)> {
     fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, (String, u32, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -203,10 +184,9 @@ fn standalone_backup_verify_and_restore_of_a_live_data_directory() {
     assert_eq!(v.files_checked, full.files);
 
     // 2. an incremental of a still tree, restored with its chain on a "fresh host"
-    signal(standin.pid(), Sig::Stop).unwrap();
-    // SIGSTOP is asynchronous: snapshot only once the kernel shows the process stopped, or a
-    // write in flight lands after the snapshot.
-    wait_stopped(standin.pid());
+    // SIGSTOP is asynchronous: snapshot only once every thread is stopped, or a write in
+    // flight lands after the snapshot.
+    stop_and_wait(standin.pid(), Duration::from_secs(5)).unwrap();
     let snapshot = tree(&data);
     let out = agent(
         &bins,
