@@ -33,6 +33,10 @@ pub struct GroupBackupState {
 const FINISHED_KEPT: usize = 32;
 
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// After a restore, reports probed while the service was stopped may still arrive: a member
+/// red during this long after the restore's result does not reopen its incident (still red
+/// after it does; agents report every 500 ms and at once on a change).
+const RESTORE_SETTLE_MS: u64 = 1_000;
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, detail: &str) -> Result<T, String> {
     serde_json::from_str(detail)
@@ -215,11 +219,16 @@ impl Decider {
             .clone();
         let mut keep = Vec::new();
         for (id, key, until) in watching {
-            let red = self
-                .members
-                .get(&key)
-                .and_then(|o| o.verdict.as_ref())
-                .is_some_and(|v| v.health == Health::Red);
+            // A report probed while the restore had the service stopped can arrive just after
+            // the restore's result: only a member still red after a grace counts as trouble.
+            let since = until.saturating_sub(self.settings.restore_watch.as_millis() as u64);
+            let settled = now.unix_ms >= since.saturating_add(RESTORE_SETTLE_MS);
+            let red = settled
+                && self
+                    .members
+                    .get(&key)
+                    .and_then(|o| o.verdict.as_ref())
+                    .is_some_and(|v| v.health == Health::Red);
             if red {
                 let why = self
                     .members

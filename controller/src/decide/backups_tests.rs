@@ -417,8 +417,20 @@ fn after_a_restore_the_incident_watches_then_resolves_or_reopens() {
         b.answer(&id, Ok(serde_json::to_string(&outcome).unwrap()));
         assert_eq!(b.w.d.desired().incidents[&incident].phase, Phase::Watching);
         if trouble {
+            // a report probed while the restore had the service stopped, arriving just after
+            // the result, is not trouble yet...
             b.w.report("b", dead_report(500));
             b.w.advance(250);
+            assert!(
+                !b.w.d.desired().incidents[&incident]
+                    .timeline
+                    .iter()
+                    .any(|e| e.text.contains("trouble while watching")),
+                "a stale report right after the restore reopened the incident"
+            );
+            // ...a member still red after the settle time is
+            b.w.report("b", dead_report(500));
+            b.w.advance(1_000);
             let i = &b.w.d.desired().incidents[&incident];
             assert!(i.resolved_at_unix_ms.is_none());
             assert_ne!(i.phase, Phase::Watching, "reopened");
